@@ -1,0 +1,2 @@
+//! The `odradek` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Odradek operator crate.
