@@ -165,7 +165,8 @@ impl<'a> Leadership<'a> {
         while let Some(a) = queue.pop_front() {
             let next_depth = depth[a].map_or(1, |d| d + 1);
             for b in 0..n {
-                if depth[b].is_none() && self.cheapest_handover(a, b).is_some() {
+                if depth[b].is_none() && self.led[a].iter().any(|&p| self.replicas[p].contains(&b))
+                {
                     depth[b] = Some(next_depth);
                     parent[b] = Some(a);
                     queue.push_back(b);

@@ -19,6 +19,7 @@
 //! All iteration orders are fixed (broker id, topic, partition), so the same input gives the same plan.
 
 mod leaders;
+mod movers;
 mod placement;
 #[cfg(test)]
 mod proptests;

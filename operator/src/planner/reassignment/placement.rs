@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::movers::Movers;
 use super::{BrokerId, ReassignmentInput};
 
 /// Working state of the placement steps.
@@ -30,6 +31,8 @@ pub(super) struct Placement<'a> {
     load: Vec<usize>,
     /// Partitions with a replica on each target broker.
     hosted: Vec<BTreeSet<usize>>,
+    /// Which broker can give a replica to which, kept up to date by [`Placement::set`].
+    movers: Movers,
 }
 
 /// Order of candidate chains: widest load gap first, then fewest moves, then shortest, then source id.
@@ -93,12 +96,19 @@ impl<'a> Placement<'a> {
             }
             slots.push(partition_slots);
         }
+        let rack_aware: Vec<bool> = input
+            .partitions
+            .iter()
+            .map(|state| rack_count > 0 && rack_count >= state.replicas.len())
+            .collect();
+        let mut movers = Movers::new(brokers.len(), rack_count);
+        for (p, partition_slots) in slots.iter().enumerate() {
+            let hosts: Vec<usize> = partition_slots.iter().flatten().copied().collect();
+            movers.account(&hosts, rack_aware[p], &rack, true);
+        }
         Self {
-            rack_aware: input
-                .partitions
-                .iter()
-                .map(|state| rack_count > 0 && rack_count >= state.replicas.len())
-                .collect(),
+            rack_aware,
+            movers,
             original: input
                 .partitions
                 .iter()
@@ -147,7 +157,14 @@ impl<'a> Placement<'a> {
         new_at(to) - new_at(from)
     }
 
+    fn hosts(&self, p: usize) -> Vec<usize> {
+        self.slots[p].iter().flatten().copied().collect()
+    }
+
     fn set(&mut self, p: usize, slot: usize, to: usize) {
+        let before = self.hosts(p);
+        self.movers
+            .account(&before, self.rack_aware[p], &self.rack, false);
         if let Some(from) = self.slots[p][slot] {
             self.load[from] -= 1;
             self.hosted[from].remove(&p);
@@ -155,6 +172,9 @@ impl<'a> Placement<'a> {
         self.slots[p][slot] = Some(to);
         self.load[to] += 1;
         self.hosted[to].insert(p);
+        let after = self.hosts(p);
+        self.movers
+            .account(&after, self.rack_aware[p], &self.rack, true);
     }
 
     /// The least loaded broker (ties: lowest id) that may take replica `slot` of partition `p`.
@@ -220,18 +240,45 @@ impl<'a> Placement<'a> {
             .map(|(slot, _)| slot)
     }
 
-    /// The cheapest replica on `from` that may move to `to` now: lowest move cost, then the first
-    /// partition in input order.
+    /// Whether any replica on `from` may move to `to` now (the search only needs existence).
+    fn has_mover(&self, from: usize, to: usize) -> bool {
+        let answer = self.movers.any(from, to, self.rack[to]);
+        debug_assert_eq!(answer, self.has_mover_by_scan(from, to));
+        answer
+    }
+
+    /// [`Placement::has_mover`] the slow way, to check the counters in debug builds.
+    fn has_mover_by_scan(&self, from: usize, to: usize) -> bool {
+        from != to
+            && self.hosted[from].iter().any(|&p| {
+                self.slots[p]
+                    .iter()
+                    .position(|&b| b == Some(from))
+                    .is_some_and(|slot| self.can_host(p, to, Some(slot), true))
+            })
+    }
+
+    /// The cheapest replica on `from` that may move to `to` now: lowest move cost; then the
+    /// partition with the fewest replicas already moved, so that moves spread over many partitions
+    /// (a partition moved wholesale onto new brokers shares no broker with the old ones, and its
+    /// leadership could not be handed across); then a follower before the preferred leader; then
+    /// input order.
     fn cheapest_mover(&self, from: usize, to: usize) -> Option<(usize, usize)> {
         self.hosted[from]
             .iter()
             .filter_map(|&p| {
                 let slot = self.slots[p].iter().position(|&b| b == Some(from))?;
-                self.can_host(p, to, Some(slot), true)
-                    .then(|| (self.move_cost(p, from, to), p, slot))
+                self.can_host(p, to, Some(slot), true).then(|| {
+                    let moved = self.slots[p]
+                        .iter()
+                        .flatten()
+                        .filter(|&&b| !self.original[p].contains(&self.brokers[b]))
+                        .count();
+                    (self.move_cost(p, from, to), moved, slot == 0, p, slot)
+                })
             })
             .min()
-            .map(|(_, p, slot)| (p, slot))
+            .map(|(_, _, _, p, slot)| (p, slot))
     }
 
     /// Step 2: moves chains of replicas from heavy to light brokers until no broker can give a
@@ -252,9 +299,17 @@ impl<'a> Placement<'a> {
         let Some(&lightest) = self.load.iter().min() else {
             return false;
         };
+        // Which broker can give a replica to which, computed once for all sources.
+        let edges: Vec<Vec<bool>> = (0..self.brokers.len())
+            .map(|a| {
+                (0..self.brokers.len())
+                    .map(|b| self.has_mover(a, b))
+                    .collect()
+            })
+            .collect();
         let mut candidates: Vec<(ChainRank, Vec<usize>)> = (0..self.brokers.len())
             .filter(|&source| self.load[source] >= lightest + 2)
-            .filter_map(|source| self.path_to_lighter(source))
+            .filter_map(|source| self.path_to_lighter(source, &edges))
             .filter_map(|path| {
                 let (&source, &target) = (path.first()?, path.last()?);
                 let cost: i32 = path
@@ -276,7 +331,7 @@ impl<'a> Placement<'a> {
 
     /// Breadth-first search of the broker graph from `source`; returns the shortest path to the
     /// lightest reachable broker that holds at least two replicas fewer than `source`.
-    fn path_to_lighter(&self, source: usize) -> Option<Vec<usize>> {
+    fn path_to_lighter(&self, source: usize, edges: &[Vec<bool>]) -> Option<Vec<usize>> {
         let n = self.brokers.len();
         let mut parent: Vec<Option<usize>> = vec![None; n];
         let mut depth: Vec<Option<usize>> = vec![None; n];
@@ -285,7 +340,7 @@ impl<'a> Placement<'a> {
         while let Some(a) = queue.pop_front() {
             let next_depth = depth[a].map_or(1, |d| d + 1);
             for b in 0..n {
-                if depth[b].is_none() && self.cheapest_mover(a, b).is_some() {
+                if depth[b].is_none() && edges[a][b] {
                     depth[b] = Some(next_depth);
                     parent[b] = Some(a);
                     queue.push_back(b);

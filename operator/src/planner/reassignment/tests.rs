@@ -404,3 +404,42 @@ fn the_plan_serializes_in_camel_case() {
     assert!(json["reassignments"][0]["targetReplicas"].is_array());
     assert_eq!(json["maxConcurrentMoves"], 4);
 }
+
+#[test]
+fn a_rack_aware_cluster_of_hundreds_of_partitions_scales_up_and_down_balanced() {
+    let nine: Vec<BrokerId> = (0..9).collect();
+    let partitions = round_robin(&[("a", 300, 3), ("b", 150, 2), ("c", 90, 1)], &nine);
+    let rack = |id: BrokerId| Some(format!("zone-{}", id % 3));
+    let grown = input(brokers(0..12, rack), partitions.clone(), 0..12);
+    let shrunk = ReassignmentInput {
+        target_brokers: (0..6).collect(),
+        ..grown.clone()
+    };
+    for input in [grown, shrunk] {
+        let plan = plan_reassignment(&input).unwrap();
+        let after = apply(&partitions, &plan.reassignments);
+        assert!(spread(&loads(&after, &input.target_brokers)) <= 1);
+        assert!(
+            spread(&leader_counts(&after, &input.target_brokers)) <= 1,
+            "{:?} {:?}",
+            leader_counts(&after, &input.target_brokers),
+            loads(&after, &input.target_brokers)
+        );
+        for state in &after {
+            let zones: BTreeSet<_> = state.replicas.iter().map(|&b| b % 3).collect();
+            assert_eq!(zones.len(), state.replicas.len(), "{state:?}");
+            assert!(
+                state
+                    .replicas
+                    .iter()
+                    .all(|b| input.target_brokers.contains(b))
+            );
+        }
+        let again = plan_reassignment(&ReassignmentInput {
+            partitions: after,
+            ..input.clone()
+        })
+        .unwrap();
+        assert!(again.is_empty());
+    }
+}
