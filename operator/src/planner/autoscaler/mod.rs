@@ -229,12 +229,18 @@ pub fn decide(
         0.0
     };
     let lag = observation.total_lag;
+    let now = observation.now_seconds;
+    let fresh = state.previous_lag.is_none();
     let draining = state.previous_lag.is_some_and(|previous| lag < previous);
     state.previous_lag = Some(lag);
+    if fresh {
+        // A fresh state (first decision, or the operator restarted) knows no history: count the
+        // current size as recommended now, so a scale-down still waits for a full window.
+        record(state, now, current);
+    }
     if let Some(capacity) = measured_capacity(observation) {
         state.capacity_per_replica = Some(capacity);
     }
-    let now = observation.now_seconds;
     let window_start = now.saturating_sub(policy.scale_down_stabilization_seconds);
     state.recommendations.retain(|r| r.at >= window_start);
 

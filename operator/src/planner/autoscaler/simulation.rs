@@ -195,6 +195,20 @@ fn a_step_down_waits_for_the_window_then_goes_straight_to_what_the_input_needs()
 }
 
 #[test]
+fn a_fresh_state_still_waits_a_full_window_before_scaling_down() {
+    // As after an operator restart: eight replicas run, the load needs three.
+    let mut cluster = Cluster::new(1_000.0, 32, 8, 2_000.0);
+    let replicas = cluster.run(40);
+    let window_ticks = usize::try_from(300 / TICK).unwrap();
+    assert!(
+        replicas[..window_ticks - 1].iter().all(|&r| r == 8),
+        "{replicas:?}"
+    );
+    assert_eq!(changes(&replicas), 1, "{replicas:?}");
+    assert_eq!(replicas.last(), Some(&steady(2_000.0, 1_000.0)));
+}
+
+#[test]
 fn constant_load_never_flaps() {
     for (seed, input) in [
         1_000.0, 2_950.0, 3_333.0, 4_499.0, 5_000.0, 7_777.0, 9_999.0, 15_001.0,
