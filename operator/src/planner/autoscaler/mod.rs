@@ -242,6 +242,11 @@ pub fn decide(
         state.capacity_per_replica = Some(capacity);
     }
     let window_start = now.saturating_sub(policy.scale_down_stabilization_seconds);
+    for recommendation in &mut state.recommendations {
+        // After the clock went back, recommendations dated in the future count as made now, so
+        // they expire one window from now rather than only once the clock catches up.
+        recommendation.at = recommendation.at.min(now);
+    }
     state.recommendations.retain(|r| r.at >= window_start);
 
     let decision = if observation.restoring {

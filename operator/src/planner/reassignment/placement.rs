@@ -220,7 +220,7 @@ impl<'a> Placement<'a> {
         }
     }
 
-    /// A slot of `p` that shares its rack with an earlier slot, choosing the cheapest to move.
+    /// A slot of `p` in a rack that holds another of its replicas, choosing the cheapest to move.
     fn crowded_slot(&self, p: usize) -> Option<usize> {
         let mut by_rack: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
         for (slot, b) in self.slots[p].iter().enumerate() {
