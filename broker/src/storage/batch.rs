@@ -434,3 +434,6 @@ pub(crate) fn patch_compacted(
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests;

@@ -443,11 +443,12 @@ impl LogConfig {
         self.overrides.remove(def.name);
         self.other.remove(def.name);
         if def.name == "internal.segment.bytes" {
-            // The testing override is gone: fall back to the default unless segment.bytes is
-            // overridden, whose value the override had replaced and which stays in effect.
-            if !self.overrides.contains("segment.bytes") {
-                self.segment_bytes = Self::default().segment_bytes;
-            }
+            // Back to segment.bytes: its override if there is one, else the default.
+            let fallback = Self::default().segment_bytes;
+            self.segment_bytes = self
+                .other
+                .get("segment.bytes")
+                .map_or(fallback, |v| num(v, fallback));
         } else {
             self.apply(def, def.default);
         }
@@ -458,6 +459,12 @@ impl LogConfig {
         let d = Self::default();
         match def.name {
             "segment.bytes" => {
+                // Kept verbatim too, so it survives an internal.segment.bytes override.
+                if v == def.default {
+                    self.other.remove(def.name);
+                } else {
+                    self.other.insert(def.name.to_owned(), v.to_owned());
+                }
                 if !self.overrides.contains("internal.segment.bytes") {
                     self.segment_bytes = num(v, d.segment_bytes);
                 }
@@ -503,6 +510,11 @@ impl LogConfig {
     pub fn value_of(&self, name: &str) -> Option<String> {
         let def = config_def(name)?;
         let v = match def.name {
+            "segment.bytes" if self.overrides.contains("internal.segment.bytes") => self
+                .other
+                .get(def.name)
+                .cloned()
+                .unwrap_or_else(|| def.default.to_owned()),
             "segment.bytes" => self.segment_bytes.to_string(),
             "segment.ms" => self.segment_ms.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
@@ -553,3 +565,6 @@ impl LogConfig {
     }
 }
 
+
+#[cfg(test)]
+mod tests;

@@ -43,3 +43,5 @@ mod time_index;
 pub use config::{CleanupPolicy, ConfigEntry, ConfigError, LogConfig, MessageTimestampType};
 pub use error::StorageError;
 pub use log::{AppendInfo, CompactionOutcome, Log, ReadResult, RetentionOutcome};
+#[cfg(test)]
+mod testing;

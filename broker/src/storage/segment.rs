@@ -17,7 +17,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::{Bytes, BytesMut};
 
 use super::StorageError;
-use super::batch::{BatchHeader, HEADER_SIZE, peek_offset_and_length};
+use super::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, peek_offset_and_length};
 use super::offset_index::OffsetIndex;
 use super::scan::{ScanEnd, read_at_most, scan_batches};
 use super::time_index::TimeIndex;
@@ -410,18 +410,16 @@ impl Segment {
         max_offset: i64,
     ) -> Result<Option<Bytes>, StorageError> {
         let size = self.size();
-        let start = self.state().index.lookup(offset, size);
+        let mut start = self.state().index.lookup(offset, size);
         if start >= size {
             return Ok(None);
         }
-        let avail = usize::try_from(size - start).unwrap_or(usize::MAX);
-        let mut window = Window {
-            segment: self,
-            start,
-            end: size,
-            buf: BytesMut::new(),
-        };
-        window.fill(avail.min(max_bytes.saturating_add(MIN_READ / 4).max(MIN_READ)))?;
+        let mut window = Window::new(self, start, size, max_bytes)?;
+        if start > 0 && window.header_at(0)?.is_none_or(|(base, _, _)| base > offset) {
+            // The index entry points past the wanted batch (a damaged index): scan from the start.
+            start = 0;
+            window = Window::new(self, start, size, max_bytes)?;
+        }
         let mut cur = 0usize;
         loop {
             let Some((_, total, last)) = window.header_at(cur)? else {
@@ -446,6 +444,21 @@ impl Segment {
         Ok(Some(window.buf.freeze().slice(first..end)))
     }
 
+    /// A file position at or before the batch holding `offset`: the index lookup, checked against
+    /// the batch header there so that a damaged index entry costs a longer scan, never a wrong
+    /// answer.
+    fn position_at_or_before(&self, offset: i64, size: u64) -> Result<u64, StorageError> {
+        let pos = self.state().index.lookup(offset, size);
+        if pos == 0 {
+            return Ok(0);
+        }
+        let head = read_at_most(&self.file, &self.log_path, pos, LOG_OVERHEAD)?;
+        Ok(match peek_offset_and_length(&head) {
+            Some((base, _)) if base <= offset => pos,
+            _ => 0,
+        })
+    }
+
     /// The first batch whose max timestamp is at least `timestamp` and whose last offset is at
     /// least `min_offset`; `None` when no batch here qualifies.
     pub(crate) fn find_batch_by_timestamp(
@@ -459,9 +472,9 @@ impl Segment {
             if st.max_timestamp < timestamp {
                 return Ok(None);
             }
-            let offset = st.time_index.lookup(timestamp).max(min_offset);
-            st.index.lookup(offset, size)
+            st.time_index.lookup(timestamp).max(min_offset)
         };
+        let from = self.position_at_or_before(from, size)?;
         let mut found = None;
         scan_batches(&self.file, &self.log_path, from, size, false, |h, _| {
             if h.max_timestamp() >= timestamp && h.last_offset() >= min_offset {
@@ -477,7 +490,7 @@ impl Segment {
     /// The batch whose base offset is `base_offset`, if any.
     pub(crate) fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, StorageError> {
         let size = self.size();
-        let from = self.state().index.lookup(base_offset, size);
+        let from = self.position_at_or_before(base_offset, size)?;
         let mut found = None;
         scan_batches(&self.file, &self.log_path, from, size, false, |h, _| {
             if h.base_offset() == base_offset {
@@ -504,7 +517,7 @@ impl Segment {
     /// Removes every batch whose last offset is at or after `offset`. Returns the bytes removed.
     pub(crate) fn truncate_to(&self, offset: i64) -> Result<u64, StorageError> {
         let size = self.size();
-        let from = self.state().index.lookup(offset, size);
+        let from = self.position_at_or_before(offset, size)?;
         let mut cut = size;
         scan_batches(&self.file, &self.log_path, from, size, false, |h, pos| {
             if h.last_offset() >= offset {
@@ -625,7 +638,20 @@ struct Window<'a> {
     buf: BytesMut,
 }
 
-impl Window<'_> {
+impl<'a> Window<'a> {
+    /// A window from `start` with an initial read sized for a fetch of `max_bytes`.
+    fn new(segment: &'a Segment, start: u64, end: u64, max_bytes: usize) -> Result<Self, StorageError> {
+        let mut window = Window {
+            segment,
+            start,
+            end,
+            buf: BytesMut::new(),
+        };
+        let avail = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        window.fill(avail.min(max_bytes.saturating_add(MIN_READ / 4).max(MIN_READ)))?;
+        Ok(window)
+    }
+
     /// Reads `len` more bytes (bounded by the visible size).
     fn fill(&mut self, len: usize) -> Result<(), StorageError> {
         let pos = self.start + self.buf.len() as u64;
