@@ -25,6 +25,12 @@ use super::{StorageError, checkpoint};
 mod compaction;
 mod open;
 mod retention;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod compaction_tests;
+#[cfg(test)]
+mod recovery_tests;
 
 /// Name of the log start offset checkpoint in the partition directory.
 const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
@@ -599,6 +605,12 @@ impl Log {
         lock(&self.epochs).flush()?;
         checkpoint::write(&self.dir.join(CLEAN_SHUTDOWN_MARKER), &[])?;
         Ok(())
+    }
+
+    /// Drops the log without the orderly close, as a crash would (tests of recovery).
+    #[cfg(test)]
+    pub(crate) fn abandon(self) {
+        self.closed.store(true, Ordering::Release);
     }
 
     /// Removes the log's directory and everything in it (DeleteTopics).
