@@ -150,7 +150,16 @@ impl GroupCoordinator {
         let Some(group) = state.groups.get_mut(&group_id) else {
             return fail(ResponseError::UnknownMemberId);
         };
-        let step = if !group.supports_protocols(&args.protocol_type, &args.protocols, &member_id) {
+        // A restarting static member replaces its old self, whose protocols must not constrain it.
+        let joining_id = match &args.instance_id {
+            Some(instance) if member_id.is_empty() => group
+                .static_members
+                .get(instance)
+                .cloned()
+                .unwrap_or_default(),
+            _ => member_id.clone(),
+        };
+        let step = if !group.supports_protocols(&args.protocol_type, &args.protocols, &joining_id) {
             fail(ResponseError::InconsistentGroupProtocol)
         } else if member_id.is_empty() {
             self.join_new_member(group, &args, now)
@@ -433,7 +442,7 @@ impl GroupCoordinator {
             Ok(()) => group.complete_sync_phase(assignments, now),
             Err(err) => {
                 tracing::warn!(group_id = %group.group_id, %err, "persisting group assignment failed");
-                group.reset_sync_phase(ResponseError::CoordinatorNotAvailable.code());
+                group.reset_sync_phase(ResponseError::CoordinatorNotAvailable.code(), now);
                 group.prepare_rebalance(now, self.config.group_initial_rebalance_delay_ms);
             }
         }

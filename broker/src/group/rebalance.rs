@@ -76,7 +76,7 @@ impl Group {
     /// An empty group first waits `initial_delay_ms` for more members.
     pub(crate) fn prepare_rebalance(&mut self, now: Now, initial_delay_ms: i32) {
         if self.state == GroupState::CompletingRebalance {
-            self.reset_sync_phase(ResponseError::RebalanceInProgress.code());
+            self.reset_sync_phase(ResponseError::RebalanceInProgress.code(), now);
         }
         let rebalance_timeout_ms = i64::from(self.max_rebalance_timeout_ms());
         if self.state == GroupState::Empty && initial_delay_ms > 0 {
@@ -91,6 +91,8 @@ impl Group {
             self.rebalance_deadline = Some(now.instant + duration_ms(rebalance_timeout_ms));
         }
         self.transition(GroupState::PreparingRebalance, now.wall_ms);
+        // Everyone may already be in (or everyone left): then the join phase ends right away.
+        self.try_complete_join(now);
     }
 
     /// Completes the join phase if every member has rejoined and no handed-out member id is still
@@ -230,15 +232,15 @@ impl Group {
             .map(|m| self.sync_outcome(&m.member_id))
             .collect();
         for (member, outcome) in self.members.iter_mut().zip(answers) {
-            member.complete_sync(outcome);
+            answer_sync(member, outcome, now);
         }
     }
 
     /// Answers every parked SyncGroup with `error_code` and forgets the assignment.
-    pub(crate) fn reset_sync_phase(&mut self, error_code: i16) {
+    pub(crate) fn reset_sync_phase(&mut self, error_code: i16, now: Now) {
         for member in &mut self.members {
             member.assignment = Bytes::new();
-            member.complete_sync(SyncOutcome::error(error_code));
+            answer_sync(member, SyncOutcome::error(error_code), now);
         }
     }
 
@@ -309,5 +311,14 @@ impl Group {
             .chain(self.pending_members.values().copied())
             .chain(self.rebalance_deadline)
             .min()
+    }
+}
+
+/// Answers a parked SyncGroup and restarts the member's session: its session was not checked while
+/// the request was parked, so it may well have lapsed by now.
+fn answer_sync(member: &mut Member, outcome: SyncOutcome, now: Now) {
+    if member.is_awaiting_sync() {
+        member.complete_sync(outcome);
+        member.session_deadline = now.instant + duration_ms(i64::from(member.session_timeout_ms));
     }
 }
