@@ -2,13 +2,17 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 /// A record of a non-idempotent producer. The sequence follows the offset so that the encoder
 /// keeps all records of a call in one batch.
-pub(crate) fn record(offset: i64, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) -> Record {
+pub(crate) fn record(
+    offset: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    timestamp: i64,
+) -> Record {
     Record {
         transactional: false,
         control: false,
