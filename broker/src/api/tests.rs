@@ -92,10 +92,10 @@ fn random_bodies_never_panic() {
             }
             f.put_slice(&body);
             // A decodable JoinGroup or Fetch may legitimately wait; a bounded wait is not a failure.
-            let waited = rt.block_on(tokio::time::timeout(
-                std::time::Duration::from_millis(200),
-                handle(&broker, f.freeze(), peer()),
-            ));
+            let frame = f.freeze();
+            let waited = rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_millis(200), handle(&broker, frame, peer())).await
+            });
             match waited {
                 Ok(out) => {
                     // Produce with acks=0 answers nothing; everything else answers or closes.

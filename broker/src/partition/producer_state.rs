@@ -202,8 +202,8 @@ mod tests {
     #[test]
     fn sequences_wrap_at_i32_max() {
         let mut s = ProducerStates::default();
-        let b = batch(1, 0, i32::MAX - 1, 2);
-        assert_eq!(b.last_sequence(), 0);
+        assert_eq!(batch(1, 0, i32::MAX - 1, 2).last_sequence(), i32::MAX);
+        assert_eq!(batch(1, 0, i32::MAX, 2).last_sequence(), 0);
         s.record(&batch(1, 0, i32::MAX - 1, 1), 0);
         assert_eq!(s.check(&batch(1, 0, i32::MAX, 1)), SequenceCheck::Append);
         s.record(&batch(1, 0, i32::MAX, 1), 1);
