@@ -153,7 +153,7 @@ fn produce_partition(
     let producer = producer_batch(&header);
     let records_in_batch = header.record_count().max(0) as u64;
     let size = records.len() as u64;
-    match partition.append(records, &producer) {
+    match partition.append(&records, &producer) {
         Ok(a) => {
             if !a.duplicate {
                 broker.metrics.produced_records.inc_by(records_in_batch);
