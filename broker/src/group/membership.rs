@@ -190,7 +190,12 @@ impl GroupCoordinator {
                 "",
             ));
         }
-        let new_member_id = format!("{}-{}", args.client.client_id, uuid::Uuid::new_v4());
+        // Kafka's member ids: `<group.instance.id>-<uuid>` for static members, else `<client.id>-<uuid>`.
+        let prefix = args
+            .instance_id
+            .as_deref()
+            .unwrap_or(&args.client.client_id);
+        let new_member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
         if let Some(old_member_id) = known_static {
             return self.replace_static_member(group, args, &old_member_id, &new_member_id, now);
         }
@@ -450,8 +455,8 @@ impl GroupCoordinator {
 
     /// Heartbeat (v0-4): keeps the session alive; REBALANCE_IN_PROGRESS tells the member to rejoin.
     pub async fn heartbeat(&self, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+        // A heartbeat only pushes a deadline later, so the timer loop need not be woken.
         let error = self.heartbeat_error(&req);
-        self.wake();
         HeartbeatResponse::default().with_error_code(error.map_or(0, |e| e.code()))
     }
 

@@ -42,8 +42,11 @@ impl GroupCoordinator {
         req: OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
-        let group_error = self.validate_commit(&req);
         let now = self.now();
+        // One lock for validation, the log append and the update, so that a rebalance cannot slip
+        // in between and a commit of a stale generation is never accepted.
+        let mut state = self.lock();
+        let group_error = validate_commit(&state, &req);
         // Per partition: the error, or the offset to write.
         let mut results: Vec<(String, i32, Result<OffsetValue, i16>)> = Vec::new();
         for topic in &req.topics {
@@ -74,9 +77,9 @@ impl GroupCoordinator {
             }
         }
         if group_error.is_none() {
-            self.apply_commit(&req, &mut results, now);
+            self.apply_commit(&mut state, &req, &mut results, now);
         }
-        self.wake();
+        drop(state);
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, outcome) in results {
             let entry = OffsetCommitResponsePartition::default()
@@ -94,41 +97,6 @@ impl GroupCoordinator {
         OffsetCommitResponse::default().with_topics(topics)
     }
 
-    /// Kafka's group-level checks of a commit, done once for the whole request.
-    fn validate_commit(&self, req: &OffsetCommitRequest) -> Option<ResponseError> {
-        if req.group_id.is_empty() {
-            return Some(ResponseError::InvalidGroupId);
-        }
-        let generation_id = req.generation_id_or_member_epoch;
-        let member_id = req.member_id.as_str();
-        let instance_id = req.group_instance_id.as_deref();
-        let state = self.lock();
-        let Some(group) = state.groups.get(req.group_id.as_str()) else {
-            // Only a commit outside group management may create a group.
-            let simple = generation_id < 0 && member_id.is_empty() && instance_id.is_none();
-            return (!simple).then_some(ResponseError::IllegalGeneration);
-        };
-        if generation_id < 0 && group.state == GroupState::Empty {
-            // Tools and consumers that assign partitions themselves commit with generation -1.
-            return None;
-        }
-        if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            if let Some(code) = group.validate_member(member_id, instance_id) {
-                return ResponseError::try_from_code(code);
-            }
-            if generation_id != group.generation_id {
-                return Some(ResponseError::IllegalGeneration);
-            }
-        } else if group.state != GroupState::Empty {
-            return Some(ResponseError::UnknownMemberId);
-        }
-        if group.state == GroupState::CompletingRebalance {
-            // The member has the new generation but not its assignment yet: commit after syncing.
-            return Some(ResponseError::RebalanceInProgress);
-        }
-        None
-    }
-
     fn check_partition(
         &self,
         topic: &str,
@@ -144,23 +112,15 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Writes the valid offsets of a commit to the log and then to memory. The group is looked up
-    /// again under the lock: if it changed since validation (a rebalance raced the commit), the
-    /// commit is validated again so a stale generation is never accepted.
+    /// Writes the valid offsets of a commit to the log and then to memory.
     fn apply_commit(
         &self,
+        state: &mut State,
         req: &OffsetCommitRequest,
         results: &mut [(String, i32, Result<OffsetValue, i16>)],
         now: Now,
     ) {
         let group_id = req.group_id.to_string();
-        let mut state = self.lock();
-        if let Some(error) = revalidate(&state, req) {
-            for result in results.iter_mut() {
-                result.2 = Err(error.code());
-            }
-            return;
-        }
         let records: Vec<CoordinatorRecord> = results
             .iter()
             .filter_map(|(topic, partition, outcome)| {
@@ -441,22 +401,38 @@ impl GroupCoordinator {
     }
 }
 
-/// The commit checks again, against the state as it is now.
-fn revalidate(state: &State, req: &OffsetCommitRequest) -> Option<ResponseError> {
+/// Kafka's group-level checks of a commit, done once for the whole request.
+fn validate_commit(state: &State, req: &OffsetCommitRequest) -> Option<ResponseError> {
+    if req.group_id.is_empty() {
+        return Some(ResponseError::InvalidGroupId);
+    }
     let generation_id = req.generation_id_or_member_epoch;
-    let group = state.groups.get(req.group_id.as_str())?;
-    if generation_id < 0 {
-        return (group.state != GroupState::Empty).then_some(ResponseError::UnknownMemberId);
+    let member_id = req.member_id.as_str();
+    let instance_id = req.group_instance_id.as_deref();
+    let Some(group) = state.groups.get(req.group_id.as_str()) else {
+        // Only a commit outside group management may create a group.
+        let simple = generation_id < 0 && member_id.is_empty() && instance_id.is_none();
+        return (!simple).then_some(ResponseError::IllegalGeneration);
+    };
+    if generation_id < 0 && group.state == GroupState::Empty {
+        // Tools and consumers that assign partitions themselves commit with generation -1.
+        return None;
     }
-    if let Some(code) =
-        group.validate_member(req.member_id.as_str(), req.group_instance_id.as_deref())
-    {
-        return ResponseError::try_from_code(code);
+    if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
+        if let Some(code) = group.validate_member(member_id, instance_id) {
+            return ResponseError::try_from_code(code);
+        }
+        if generation_id != group.generation_id {
+            return Some(ResponseError::IllegalGeneration);
+        }
+    } else if group.state != GroupState::Empty {
+        return Some(ResponseError::UnknownMemberId);
     }
-    if generation_id != group.generation_id {
-        return Some(ResponseError::IllegalGeneration);
+    if group.state == GroupState::CompletingRebalance {
+        // The member has the new generation but not its assignment yet: commit after syncing.
+        return Some(ResponseError::RebalanceInProgress);
     }
-    (group.state == GroupState::CompletingRebalance).then_some(ResponseError::RebalanceInProgress)
+    None
 }
 
 /// Tombstones for the given offsets of `group_id`.

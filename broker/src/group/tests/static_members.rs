@@ -45,6 +45,8 @@ async fn a_restarted_static_follower_rejoins_without_a_rebalance() {
     assert_eq!(rejoin.error_code, 0);
     assert_eq!(rejoin.generation_id, generation);
     assert_ne!(rejoin.member_id.as_str(), ids[follower]);
+    // Static member ids start with the instance id, as in Kafka.
+    assert!(rejoin.member_id.starts_with(&format!("{instance}-")));
     assert!(rejoin.members.is_empty());
     assert!(!rejoin.skip_assignment);
     // The replacement is persisted, and the group stays Stable.
