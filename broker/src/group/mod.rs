@@ -30,7 +30,8 @@
 //!
 //! ## Layout
 //! - `coordinator.rs`: [`GroupCoordinator`]: the lock over all groups, replay, the timer loop.
-//! - `membership.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup handlers.
+//! - `join.rs`: JoinGroup, including static member replacement.
+//! - `membership.rs`: SyncGroup, Heartbeat, LeaveGroup.
 //! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete, topic deletion, offset expiry.
 //! - `admin.rs`: ListGroups, DescribeGroups, DeleteGroups.
 //! - `classic_group.rs`, `member.rs`: one group and one member; `rebalance.rs`: the rebalance state machine.
@@ -44,6 +45,7 @@ mod clock;
 mod config;
 mod coordinator;
 mod error;
+mod join;
 mod log;
 mod member;
 mod membership;
