@@ -92,6 +92,8 @@ impl GroupCoordinator {
     }
 
     fn join_step(&self, req: JoinGroupRequest, version: i16, client: ClientInfo) -> JoinStep {
+        // Checks run in Kafka's order, so a request with several problems gets the error a Kafka
+        // broker would give: group id, session timeout, membership, then protocols.
         let group_id = req.group_id.to_string();
         let member_id = req.member_id.to_string();
         let fail =
@@ -128,6 +130,8 @@ impl GroupCoordinator {
         let now = self.now();
         let mut state = self.lock();
         if !state.groups.contains_key(&group_id) {
+            // Only a member without an id may create a group: a member id names a member of an
+            // existing group, so for a missing group it is stale (the group expired or was deleted).
             if !member_id.is_empty() {
                 return fail(ResponseError::UnknownMemberId);
             }
@@ -172,6 +176,7 @@ impl GroupCoordinator {
             .instance_id
             .as_ref()
             .and_then(|instance| group.static_members.get(instance).cloned());
+        // A known static member replaces itself, so it never makes the group bigger.
         if known_static.is_none() && group.is_full(self.config.group_max_size) {
             return JoinStep::Done(JoinOutcome::error(
                 ResponseError::GroupMaxSizeReached.code(),
@@ -202,6 +207,8 @@ impl GroupCoordinator {
         self.add_member_and_rebalance(group, args, new_member_id, now)
     }
 
+    /// Admits a new member and parks its JoinGroup: every admission starts (or joins) a rebalance,
+    /// because the leader has to hand the newcomer partitions.
     fn add_member_and_rebalance(
         &self,
         group: &mut Group,
@@ -255,6 +262,10 @@ impl GroupCoordinator {
             group.leader_id = Some(new_member_id.to_owned());
         }
         let initial_delay_ms = self.config.group_initial_rebalance_delay_ms;
+        // Kafka's rule: in a Stable group the restart is invisible to the others as long as the
+        // protocol the group would select does not change (the member may even have changed its
+        // metadata; it keeps its old assignment). Otherwise the group rebalances so that assignment
+        // and protocol stay consistent.
         match group.state {
             GroupState::Stable
                 if group.select_protocol().as_deref() == group.protocol_name.as_deref() =>
@@ -285,6 +296,8 @@ impl GroupCoordinator {
                     member.complete_join(outcome);
                 }
             }
+            // While completing, the leader may already be assigning to the old member id, which
+            // the new one would never receive: start over.
             GroupState::Stable | GroupState::CompletingRebalance => {
                 group.prepare_rebalance(now, initial_delay_ms);
                 group.try_complete_join(now);

@@ -63,6 +63,9 @@ impl GroupCoordinator {
         if type_mismatch || name_mismatch {
             return fail(ResponseError::InconsistentGroupProtocol);
         }
+        // Kafka's SyncGroup by state: nobody syncs into an empty group; a rebalance under way means
+        // the member must rejoin first; a stable group hands out what it already has; a completing
+        // group parks the request until the leader's assignment arrives.
         match group.state {
             GroupState::Empty | GroupState::Dead => fail(ResponseError::UnknownMemberId),
             GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
@@ -110,6 +113,8 @@ impl GroupCoordinator {
                 .cloned()
                 .unwrap_or_default();
         }
+        // Persist with the new assignment, but keep the old one in memory until the write has
+        // succeeded: a group whose assignment is not in the log must not look Stable.
         let persisted = self.persist_group(group);
         for (member, assignment) in group.members.iter_mut().zip(previous) {
             member.assignment = assignment;
@@ -144,6 +149,8 @@ impl GroupCoordinator {
         if req.generation_id != group.generation_id {
             return Some(ResponseError::IllegalGeneration);
         }
+        // During a join phase the heartbeat is how a member learns it must rejoin; the session
+        // restarts anyway, so a member busy finishing its work before rejoining is not expired.
         match group.state {
             GroupState::Empty | GroupState::Dead => Some(ResponseError::UnknownMemberId),
             GroupState::PreparingRebalance => {
@@ -217,6 +224,9 @@ impl GroupCoordinator {
         now: Now,
     ) -> i16 {
         let initial_delay_ms = self.config.group_initial_rebalance_delay_ms;
+        // v3+ identifies leaving members by member id, by instance id, or both; for a static member
+        // the instance id decides and a mismatched member id means the caller was fenced. A member
+        // id handed out by MEMBER_ID_REQUIRED but not yet used may leave too.
         let target = match instance_id {
             Some(instance) => match group.static_members.get(instance) {
                 None => return ResponseError::UnknownMemberId.code(),

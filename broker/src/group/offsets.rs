@@ -121,6 +121,8 @@ impl GroupCoordinator {
         now: Now,
     ) {
         let group_id = req.group_id.to_string();
+        // Offsets become visible only after the log has them: a fetch must never see an offset that
+        // a restart would lose.
         let records: Vec<CoordinatorRecord> = results
             .iter()
             .filter_map(|(topic, partition, outcome)| {
@@ -248,6 +250,8 @@ impl GroupCoordinator {
             return OffsetDeleteResponse::default()
                 .with_error_code(ResponseError::GroupIdNotFound.code());
         };
+        // Kafka only looks inside subscriptions of "consumer" groups; a group of another protocol
+        // type must be empty before its offsets can be deleted.
         let is_consumer_group =
             group.protocol_type.as_deref() == Some(super::classic_group::CONSUMER_PROTOCOL_TYPE);
         if group.state == GroupState::Dead {

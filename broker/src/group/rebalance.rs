@@ -113,6 +113,8 @@ impl Group {
     /// Ends the join phase: members that did not rejoin are dropped, the generation advances, a
     /// protocol is chosen and every parked JoinGroup is answered (the leader with the member list).
     pub(crate) fn complete_join(&mut self, now: Now) {
+        // Kafka drops static members that missed the rebalance too: their instance id is free
+        // again and they simply join as new when they come back.
         let (joined, missing): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.members)
             .into_iter()
             .partition(Member::is_awaiting_join);
@@ -130,6 +132,8 @@ impl Group {
             self.leader_id = self.members.first().map(|m| m.member_id.clone());
         }
         self.initial_delay = None;
+        // Even a rebalance that ends empty bumps the generation, so commits of the last members are
+        // refused as stale (ILLEGAL_GENERATION) rather than applied to an empty group.
         self.generation_id = self.generation_id.wrapping_add(1).max(1);
         if self.members.is_empty() {
             self.protocol_name = None;
@@ -250,6 +254,8 @@ impl Group {
         if self.rebalance_deadline.is_some_and(|d| d <= now.instant) {
             self.expire_rebalance(now, initial_delay_ms);
         }
+        // Members with a parked JoinGroup or SyncGroup cannot heartbeat (their connection waits on
+        // us), so only the others' sessions count; parked ones are bounded by the rebalance deadline.
         let expired: Vec<String> = self
             .members
             .iter()
