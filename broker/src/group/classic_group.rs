@@ -293,6 +293,7 @@ impl Group {
                     assignment: m.assignment,
                     awaiting_join: None,
                     awaiting_sync: None,
+                    pending_sync: false,
                     session_deadline: now + duration_ms(i64::from(m.session_timeout_ms)),
                 }
             })

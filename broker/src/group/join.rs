@@ -43,6 +43,7 @@ impl JoinArgs {
             assignment: Bytes::new(),
             awaiting_join: None,
             awaiting_sync: None,
+            pending_sync: false,
             session_deadline: now.instant + duration_ms(i64::from(self.session_timeout_ms)),
         }
     }

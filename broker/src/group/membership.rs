@@ -63,6 +63,9 @@ impl GroupCoordinator {
         if type_mismatch || name_mismatch {
             return fail(ResponseError::InconsistentGroupProtocol);
         }
+        if let Some(member) = group.member_mut(member_id) {
+            member.pending_sync = false;
+        }
         // Kafka's SyncGroup by state: nobody syncs into an empty group; a rebalance under way means
         // the member must rejoin first; a stable group hands out what it already has; a completing
         // group parks the request until the leader's assignment arrives.
@@ -71,6 +74,9 @@ impl GroupCoordinator {
             GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
             GroupState::Stable => {
                 refresh_session(group, member_id, now);
+                if !group.members.iter().any(|m| m.pending_sync) {
+                    group.rebalance_deadline = None;
+                }
                 SyncStep::Done(group.sync_outcome(member_id))
             }
             GroupState::CompletingRebalance => {

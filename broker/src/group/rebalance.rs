@@ -113,23 +113,29 @@ impl Group {
     /// Ends the join phase: members that did not rejoin are dropped, the generation advances, a
     /// protocol is chosen and every parked JoinGroup is answered (the leader with the member list).
     pub(crate) fn complete_join(&mut self, now: Now) {
-        // Kafka drops static members that missed the rebalance too: their instance id is free
-        // again and they simply join as new when they come back.
-        let (joined, missing): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.members)
-            .into_iter()
-            .partition(Member::is_awaiting_join);
-        self.members = joined;
-        for member in &missing {
-            if let Some(instance) = &member.group_instance_id {
-                self.static_members.remove(instance);
-            }
+        // Dynamic members that did not rejoin are gone. Static members stay, with their last
+        // metadata, until their session expires: a static member being restarted keeps its place.
+        self.members
+            .retain(|m| m.is_awaiting_join() || m.group_instance_id.is_some());
+        if !self.members.is_empty() && !self.members.iter().any(Member::is_awaiting_join) {
+            // Only absent static members are left: nobody could lead. Wait another rebalance
+            // timeout; their sessions expire meanwhile unless they come back.
+            self.rebalance_deadline =
+                Some(now.instant + duration_ms(i64::from(self.max_rebalance_timeout_ms())));
+            return;
         }
-        if self
+        // The leader must be a member that rejoined, so that it gets the member list.
+        if !self
             .leader_id
             .as_deref()
-            .is_none_or(|leader| self.member(leader).is_none())
+            .and_then(|leader| self.member(leader))
+            .is_some_and(Member::is_awaiting_join)
         {
-            self.leader_id = self.members.first().map(|m| m.member_id.clone());
+            self.leader_id = self
+                .members
+                .iter()
+                .find(|m| m.is_awaiting_join())
+                .map(|m| m.member_id.clone());
         }
         self.initial_delay = None;
         // Even a rebalance that ends empty bumps the generation, so commits of the last members are
@@ -164,6 +170,7 @@ impl Group {
             member.assignment = Bytes::new();
             member.session_deadline =
                 now.instant + duration_ms(i64::from(member.session_timeout_ms));
+            member.pending_sync = true;
         }
         let template = self.join_outcome(&leader, false);
         for member in &mut self.members {
@@ -228,7 +235,10 @@ impl Group {
         for member in &mut self.members {
             member.assignment = assignments.remove(&member.member_id).unwrap_or_default();
         }
-        self.rebalance_deadline = None;
+        // The sync deadline stays while some member has yet to fetch its assignment.
+        if !self.members.iter().any(|m| m.pending_sync) {
+            self.rebalance_deadline = None;
+        }
         self.transition(GroupState::Stable, now.wall_ms);
         let answers: Vec<SyncOutcome> = self
             .members
@@ -289,12 +299,15 @@ impl Group {
                 }
                 _ => self.complete_join(now),
             },
-            GroupState::CompletingRebalance => {
+            // As in Kafka, a member that got its JoinGroup response but never sent SyncGroup within
+            // the rebalance timeout is dropped, even after the leader's sync made the group Stable:
+            // otherwise its partitions would stay assigned to nobody who consumes them.
+            GroupState::CompletingRebalance | GroupState::Stable => {
                 self.rebalance_deadline = None;
                 let missing: Vec<String> = self
                     .members
                     .iter()
-                    .filter(|m| !m.is_awaiting_sync())
+                    .filter(|m| m.pending_sync)
                     .map(|m| m.member_id.clone())
                     .collect();
                 for member_id in missing {

@@ -507,3 +507,48 @@ async fn join_group_v0_uses_the_session_timeout_as_rebalance_timeout() {
     let member = state.groups["g"].member(&first.member_id).unwrap();
     assert_eq!(member.rebalance_timeout_ms, SESSION_MS);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_never_fetches_its_assignment_is_dropped_even_once_stable() {
+    let h = Harness::new();
+    let a = h.member_id("g").await;
+    let b = h.member_id("g").await;
+    let (ja, jb) = (
+        h.spawn_join(join_req("g", &a, None), 9),
+        h.spawn_join(join_req("g", &b, None), 9),
+    );
+    let (ja, jb) = (ja.await.unwrap(), jb.await.unwrap());
+    let (leader, follower) = if ja.leader == ja.member_id {
+        (ja, jb)
+    } else {
+        (jb, ja)
+    };
+    let generation = leader.generation_id;
+    let assignments = leader
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), assignment(&m.member_id)))
+        .collect();
+    let sync = h
+        .spawn_sync(sync_req("g", &leader.member_id, generation, assignments), 5)
+        .await
+        .unwrap();
+    assert_eq!(sync.error_code, 0);
+    // The follower heartbeats but never sends SyncGroup.
+    let mut follower_dropped = false;
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let follower_hb = h.heartbeat("g", &follower.member_id, generation).await;
+        let leader_hb = h.heartbeat("g", &leader.member_id, generation).await;
+        if follower_hb == code(ResponseError::UnknownMemberId) {
+            assert_eq!(leader_hb, code(ResponseError::RebalanceInProgress));
+            follower_dropped = true;
+            break;
+        }
+        assert_eq!(leader_hb, 0);
+    }
+    assert!(
+        follower_dropped,
+        "the member that never synced is still in the group"
+    );
+}
