@@ -129,11 +129,23 @@ impl Group {
         self.leader_id.as_deref() == Some(member_id)
     }
 
-    /// Whether another member would exceed `group.max.size` (pending members count, as they are
-    /// about to join).
-    pub(crate) fn is_full(&self, max_size: i32) -> bool {
-        let size = self.members.len() + self.pending_members.len();
-        usize::try_from(max_size).is_ok_and(|max| size >= max)
+    /// Kafka's `group.max.size` check for a JoinGroup of `member_id`: an empty group takes anyone;
+    /// during a join phase a member already in it stays, and others count against the members that
+    /// have rejoined so far (so a group above its limit sheds the last rejoiners); otherwise existing
+    /// members stay and new ones need room.
+    pub(crate) fn accepts_joining_member(&self, member_id: &str, max_size: i32) -> bool {
+        let max = usize::try_from(max_size).unwrap_or(usize::MAX);
+        let member = self.member(member_id);
+        match self.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                member.is_some_and(Member::is_awaiting_join)
+                    || self.members.iter().filter(|m| m.is_awaiting_join()).count() < max
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                member.is_some() || self.members.len() < max
+            }
+        }
     }
 
     /// Checks a member's identity as Kafka does for every request of an existing member: a static

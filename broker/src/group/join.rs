@@ -152,7 +152,20 @@ impl GroupCoordinator {
                 .unwrap_or_default(),
             _ => member_id.clone(),
         };
-        let step = if !group.supports_protocols(&args.protocol_type, &args.protocols, &joining_id) {
+        let step = if !group.accepts_joining_member(&member_id, self.config.group_max_size) {
+            // As in Kafka, a refused member id is forgotten, so it cannot hold a place either.
+            if group.pending_members.remove(&member_id).is_none() {
+                group.remove_member(
+                    &member_id,
+                    now,
+                    self.config.group_initial_rebalance_delay_ms,
+                );
+            }
+            JoinStep::Done(JoinOutcome::error(
+                ResponseError::GroupMaxSizeReached.code(),
+                "",
+            ))
+        } else if !group.supports_protocols(&args.protocol_type, &args.protocols, &joining_id) {
             fail(ResponseError::InconsistentGroupProtocol)
         } else if member_id.is_empty() {
             self.join_new_member(group, &args, now)
@@ -177,13 +190,6 @@ impl GroupCoordinator {
             .instance_id
             .as_ref()
             .and_then(|instance| group.static_members.get(instance).cloned());
-        // A known static member replaces itself, so it never makes the group bigger.
-        if known_static.is_none() && group.is_full(self.config.group_max_size) {
-            return JoinStep::Done(JoinOutcome::error(
-                ResponseError::GroupMaxSizeReached.code(),
-                "",
-            ));
-        }
         // Kafka's member ids: `<group.instance.id>-<uuid>` for static members, else `<client.id>-<uuid>`.
         let prefix = args
             .instance_id

@@ -39,9 +39,10 @@ impl Group {
             return;
         };
         let mut member = self.members.remove(index);
+        // Kafka answers with an empty member id so the client rejoins as a new member.
         member.complete_join(JoinOutcome::error(
             ResponseError::UnknownMemberId.code(),
-            member_id,
+            "",
         ));
         member.complete_sync(SyncOutcome::error(ResponseError::UnknownMemberId.code()));
         if let Some(instance) = &member.group_instance_id

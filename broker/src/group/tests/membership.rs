@@ -552,3 +552,29 @@ async fn a_member_that_never_fetches_its_assignment_is_dropped_even_once_stable(
         "the member that never synced is still in the group"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn during_a_rebalance_the_size_limit_counts_members_that_rejoined() {
+    let h = Harness::with_config(GroupConfig {
+        group_max_size: 2,
+        ..config()
+    });
+    let (members, generation) = h.stable_group("g", 2).await;
+    // A stable full group refuses a newcomer.
+    let refused = h.spawn_join(join_req("g", "", None), 3).await.unwrap();
+    assert_eq!(refused.error_code, code(ResponseError::GroupMaxSizeReached));
+    // Once a rebalance is under way, places go to whoever (re)joins first, as in Kafka.
+    let leader_rejoin = h.spawn_join(join_req("g", &members[0], None), 9);
+    tokio::task::yield_now().await;
+    let newcomer = h.spawn_join(join_req("g", "", None), 3);
+    tokio::task::yield_now().await;
+    let late = h
+        .spawn_join(join_req("g", &members[1], None), 9)
+        .await
+        .unwrap();
+    assert_eq!(late.error_code, code(ResponseError::GroupMaxSizeReached));
+    let (leader_rejoin, newcomer) = (leader_rejoin.await.unwrap(), newcomer.await.unwrap());
+    assert_eq!(leader_rejoin.generation_id, generation + 1);
+    assert_eq!(newcomer.generation_id, generation + 1);
+    assert_eq!(leader_rejoin.members.len(), 2);
+}
