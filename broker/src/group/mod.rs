@@ -10,7 +10,7 @@
 //! `__consumer_offsets` through the [`CoordinatorLog`] trait, in Kafka's own record formats
 //! (`records.rs`); on start-up [`GroupCoordinator::new`] replays them.
 //!
-//! ## Supported API versions (advertise exactly these in ApiVersions)
+//! ## Supported API versions (advertise exactly these in ApiVersions; also [`SUPPORTED_API_VERSIONS`])
 //! | API | key | versions |
 //! |---|---|---|
 //! | OffsetCommit | 8 | 2-9 |
@@ -56,7 +56,24 @@ mod records;
 #[cfg(test)]
 mod tests;
 
+use kafka_protocol::messages::ApiKey;
+
 pub use config::GroupConfig;
 pub use coordinator::{ClientInfo, GroupCoordinator};
 pub use error::GroupError;
 pub use log::{CoordinatorLog, CoordinatorRecord, MemoryCoordinatorLog, PartitionLookup};
+
+/// The API versions the coordinator serves, as (API key, min version, max version): the table above,
+/// for ApiVersions.
+pub const SUPPORTED_API_VERSIONS: [(ApiKey, i16, i16); 10] = [
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+];
