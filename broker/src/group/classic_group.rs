@@ -315,6 +315,15 @@ impl Group {
         } else {
             GroupState::Stable
         };
+        // A record written by another implementation could name a leader that is not a member;
+        // the oldest member then leads, as after the leader leaves.
+        if self
+            .leader_id
+            .as_deref()
+            .is_none_or(|leader| self.member(leader).is_none())
+        {
+            self.leader_id = self.members.first().map(|m| m.member_id.clone());
+        }
     }
 }
 
@@ -343,4 +352,65 @@ pub(crate) fn decode_subscription(metadata: &Bytes) -> Option<Vec<String>> {
 /// A duration of `ms` milliseconds, treating negatives as zero.
 pub(crate) fn duration_ms(ms: i64) -> std::time::Duration {
     std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::records::MemberValue;
+
+    fn value(leader: Option<&str>, members: &[&str]) -> GroupValue {
+        GroupValue {
+            protocol_type: CONSUMER_PROTOCOL_TYPE.into(),
+            generation_id: 4,
+            protocol_name: Some("range".into()),
+            leader: leader.map(Into::into),
+            state_timestamp_ms: 1,
+            members: members
+                .iter()
+                .map(|id| MemberValue {
+                    member_id: (*id).into(),
+                    group_instance_id: Some(format!("instance-{id}")),
+                    client_id: "c".into(),
+                    client_host: "/h".into(),
+                    rebalance_timeout_ms: 1000,
+                    session_timeout_ms: 1000,
+                    subscription: Bytes::new(),
+                    assignment: Bytes::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_restored_group_with_members_is_stable_with_its_static_members_mapped() {
+        let mut group = Group::new("g".into(), 0);
+        group.restore(value(Some("b"), &["a", "b"]), Instant::now(), 0);
+        assert_eq!(group.state, GroupState::Stable);
+        assert_eq!(group.generation_id, 4);
+        assert_eq!(group.leader_id.as_deref(), Some("b"));
+        assert_eq!(
+            group.static_members.get("instance-a").map(String::as_str),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn a_restored_leader_that_is_not_a_member_is_replaced_by_the_oldest_member() {
+        let mut group = Group::new("g".into(), 0);
+        group.restore(value(Some("gone"), &["a", "b"]), Instant::now(), 0);
+        assert_eq!(group.leader_id.as_deref(), Some("a"));
+        let mut empty = Group::new("e".into(), 0);
+        empty.restore(value(Some("gone"), &[]), Instant::now(), 0);
+        assert_eq!(empty.state, GroupState::Empty);
+        assert_eq!(empty.leader_id, None);
+    }
+
+    #[test]
+    fn subscriptions_that_cannot_be_read_count_as_subscribed_to_everything() {
+        let mut group = Group::new("g".into(), 0);
+        group.restore(value(Some("a"), &["a"]), Instant::now(), 0);
+        // An empty subscription is not a valid ConsumerProtocolSubscription.
+        assert_eq!(group.subscribed_topics(), None);
+    }
 }
