@@ -32,7 +32,8 @@
 //! - `coordinator.rs`: [`GroupCoordinator`]: the lock over all groups, replay, the timer loop.
 //! - `join.rs`: JoinGroup, including static member replacement.
 //! - `membership.rs`: SyncGroup, Heartbeat, LeaveGroup.
-//! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete, topic deletion, offset expiry.
+//! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete, topic deletion; `expiry.rs`: offset
+//!   expiry and removal of groups left with nothing.
 //! - `admin.rs`: ListGroups, DescribeGroups, DeleteGroups.
 //! - `classic_group.rs`, `member.rs`: one group and one member; `rebalance.rs`: the rebalance state machine.
 //! - `outcome.rs`: join/sync results before they become version-specific responses.
@@ -45,6 +46,7 @@ mod clock;
 mod config;
 mod coordinator;
 mod error;
+mod expiry;
 mod join;
 mod log;
 mod member;

@@ -243,20 +243,27 @@ async fn offsets_of_an_empty_group_expire_after_the_retention_time() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn offsets_of_a_group_with_members_do_not_expire() {
+async fn a_running_consumer_group_keeps_offsets_of_subscribed_topics_only() {
     let h = Harness::with_config(GroupConfig {
         offsets_retention_ms: 1_000,
         offsets_retention_check_interval_ms: 500,
         ..config()
     });
+    // The members subscribe to `orders` only.
     let (members, generation) = h.stable_group("g", 1).await;
-    h.commit("g", &members[0], generation, &[("orders", 0, 8)])
-        .await;
+    h.commit(
+        "g",
+        &members[0],
+        generation,
+        &[("orders", 0, 8), ("payments", 0, 9)],
+    )
+    .await;
     for _ in 0..4 {
         tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
         assert_eq!(h.heartbeat("g", &members[0], generation).await, 0);
     }
     assert_eq!(h.committed("g", "orders", 0).await, 8);
+    assert_eq!(h.committed("g", "payments", 0).await, -1);
 }
 
 #[tokio::test(start_paused = true)]
