@@ -173,13 +173,15 @@ impl GroupCoordinator {
             self.join_existing_member(group, &args, now)
         };
         // A join refused before anything was recorded must not leave an empty shell behind.
-        if group.state == GroupState::Empty
+        let shell = group.state == GroupState::Empty
             && group.members.is_empty()
             && group.pending_members.is_empty()
             && group.offsets.is_empty()
-            && group.generation_id == 0
-        {
+            && group.generation_id == 0;
+        if shell {
             state.groups.remove(&group_id);
+        } else {
+            self.after_change(&mut state, &group_id);
         }
         step
     }

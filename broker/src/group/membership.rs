@@ -69,7 +69,7 @@ impl GroupCoordinator {
         // Kafka's SyncGroup by state: nobody syncs into an empty group; a rebalance under way means
         // the member must rejoin first; a stable group hands out what it already has; a completing
         // group parks the request until the leader's assignment arrives.
-        match group.state {
+        let step = match group.state {
             GroupState::Empty | GroupState::Dead => fail(ResponseError::UnknownMemberId),
             GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
             GroupState::Stable => {
@@ -95,7 +95,9 @@ impl GroupCoordinator {
                 }
                 SyncStep::Wait(rx)
             }
-        }
+        };
+        self.after_change(&mut state, req.group_id.as_str());
+        step
     }
 
     /// Persists the leader's assignment, then answers the whole group. If the write fails, every
@@ -200,7 +202,7 @@ impl GroupCoordinator {
                     (member_id, instance_id, error)
                 })
                 .collect();
-            self.flush_dirty(&mut state);
+            self.after_change(&mut state, req.group_id.as_str());
             results
         };
         self.wake();
