@@ -28,6 +28,20 @@
 //! v10 and OffsetFetch v10 (topic ids) are not decodable by the crate and so not served; no
 //! supported version uses topic ids.
 //!
+//! ## Wiring it into the broker
+//! 1. Implement [`CoordinatorLog`] over the compacted `__consumer_offsets` partition (durable
+//!    append, full replay) and [`PartitionLookup`] over cluster metadata.
+//! 2. `GroupCoordinator::new(log, partitions, GroupConfig::default())` at start-up (it replays),
+//!    put it in an `Arc`, and spawn [`GroupCoordinator::run`] with the shutdown token: without it
+//!    nothing times out.
+//! 3. Per request, call the method of its API key with the decoded request and version. For
+//!    JoinGroup use [`GroupCoordinator::join_group_with_client`] with the header's client id and
+//!    the peer address (`/ip`), which Kafka puts in member ids and DescribeGroups. JoinGroup and
+//!    SyncGroup may wait up to the rebalance timeout: do not hold other work of the connection
+//!    hostage to them beyond what Kafka does (it, too, answers one request per connection at a time).
+//! 4. FindCoordinator (not handled here) answers with this broker for every group.
+//! 5. Call [`GroupCoordinator::topic_deleted`] when a topic is deleted.
+//!
 //! ## Layout
 //! - `coordinator.rs`: [`GroupCoordinator`]: the lock over all groups, replay, the timer loop.
 //! - `join.rs`: JoinGroup, including static member replacement.
