@@ -97,6 +97,13 @@ impl GroupCoordinator {
         // broker would give: group id, session timeout, membership, then protocols.
         let group_id = req.group_id.to_string();
         let member_id = req.member_id.to_string();
+        tracing::debug!(
+            %group_id,
+            %member_id,
+            version,
+            reason = req.reason.as_deref().unwrap_or_default(),
+            "join group"
+        );
         let fail =
             |error: ResponseError| JoinStep::Done(JoinOutcome::error(error.code(), &member_id));
         if group_id.is_empty() {

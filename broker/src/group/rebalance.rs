@@ -91,6 +91,13 @@ impl Group {
             self.initial_delay = None;
             self.rebalance_deadline = Some(now.instant + duration_ms(rebalance_timeout_ms));
         }
+        tracing::info!(
+            group_id = %self.group_id,
+            from = self.state.name(),
+            generation_id = self.generation_id,
+            members = self.members.len(),
+            "preparing to rebalance group"
+        );
         self.transition(GroupState::PreparingRebalance, now.wall_ms);
         // Everyone may already be in (or everyone left): then the join phase ends right away.
         self.try_complete_join(now);
@@ -143,6 +150,7 @@ impl Group {
         // refused as stale (ILLEGAL_GENERATION) rather than applied to an empty group.
         self.generation_id = self.generation_id.wrapping_add(1).max(1);
         if self.members.is_empty() {
+            tracing::info!(group_id = %self.group_id, generation_id = self.generation_id, "group is now empty");
             self.protocol_name = None;
             self.rebalance_deadline = None;
             self.transition(GroupState::Empty, now.wall_ms);
@@ -150,6 +158,13 @@ impl Group {
             return;
         }
         self.protocol_name = self.select_protocol();
+        tracing::info!(
+            group_id = %self.group_id,
+            generation_id = self.generation_id,
+            members = self.members.len(),
+            protocol = self.protocol_name.as_deref().unwrap_or_default(),
+            "stabilized group"
+        );
         self.transition(GroupState::CompletingRebalance, now.wall_ms);
         // Members that never send SyncGroup are dropped once this passes.
         self.rebalance_deadline =
