@@ -434,6 +434,5 @@ pub(crate) fn patch_compacted(
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -565,6 +565,5 @@ impl LogConfig {
     }
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -23,14 +23,14 @@ use super::segment::{BatchMeta, Segment};
 use super::{StorageError, checkpoint};
 
 mod compaction;
+#[cfg(test)]
+mod compaction_tests;
 mod open;
+#[cfg(test)]
+mod recovery_tests;
 mod retention;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod compaction_tests;
-#[cfg(test)]
-mod recovery_tests;
 
 /// Name of the log start offset checkpoint in the partition directory.
 const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";

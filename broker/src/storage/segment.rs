@@ -415,7 +415,11 @@ impl Segment {
             return Ok(None);
         }
         let mut window = Window::new(self, start, size, max_bytes)?;
-        if start > 0 && window.header_at(0)?.is_none_or(|(base, _, _)| base > offset) {
+        if start > 0
+            && window
+                .header_at(0)?
+                .is_none_or(|(base, _, _)| base > offset)
+        {
             // The index entry points past the wanted batch (a damaged index): scan from the start.
             start = 0;
             window = Window::new(self, start, size, max_bytes)?;
@@ -640,7 +644,12 @@ struct Window<'a> {
 
 impl<'a> Window<'a> {
     /// A window from `start` with an initial read sized for a fetch of `max_bytes`.
-    fn new(segment: &'a Segment, start: u64, end: u64, max_bytes: usize) -> Result<Self, StorageError> {
+    fn new(
+        segment: &'a Segment,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Self, StorageError> {
         let mut window = Window {
             segment,
             start,

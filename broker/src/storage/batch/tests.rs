@@ -83,14 +83,20 @@ fn truncated_bad_length_and_bad_magic_are_malformed() {
     let mut bad_magic = buf.clone();
     bad_magic[16] = 1;
     let err = BatchHeader::parse(&bad_magic).unwrap_err();
-    assert!(matches!(err, StorageError::UnsupportedMagic { magic: 1, .. }), "{err}");
+    assert!(
+        matches!(err, StorageError::UnsupportedMagic { magic: 1, .. }),
+        "{err}"
+    );
     assert!(err.is_malformed());
 
     let mut negative_count = buf;
     negative_count[57..61].copy_from_slice(&(-1i32).to_be_bytes());
     assert!(matches!(
         BatchHeader::parse(&negative_count).unwrap_err(),
-        StorageError::InvalidBatchField { field: "recordCount", .. }
+        StorageError::InvalidBatchField {
+            field: "recordCount",
+            ..
+        }
     ));
 }
 

@@ -55,7 +55,10 @@ fn kafka_configs_set_the_typed_fields() {
     assert_eq!(c.flush_ms, 1_000);
     assert_eq!(c.index_interval_bytes, 128);
     assert_eq!(c.min_insync_replicas, 2);
-    assert_eq!(c.message_timestamp_type, MessageTimestampType::LogAppendTime);
+    assert_eq!(
+        c.message_timestamp_type,
+        MessageTimestampType::LogAppendTime
+    );
     assert_eq!(c.value_of("cleanup.policy").unwrap(), "compact,delete");
 }
 

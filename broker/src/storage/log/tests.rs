@@ -132,7 +132,11 @@ fn reads_outside_the_log_are_out_of_range_and_at_the_end_empty() {
     assert!(log.read(2, 100, i64::MAX).unwrap().records.is_empty());
     assert!(matches!(
         log.read(3, 100, i64::MAX),
-        Err(StorageError::OffsetOutOfRange { offset: 3, log_end_offset: 2, .. })
+        Err(StorageError::OffsetOutOfRange {
+            offset: 3,
+            log_end_offset: 2,
+            ..
+        })
     ));
     assert!(matches!(
         log.read(-1, 100, i64::MAX),
@@ -149,7 +153,10 @@ fn segments_roll_at_segment_bytes_and_every_offset_reads_back() {
     for offset in 0..180 {
         let r = log.read(offset, 1, i64::MAX).unwrap();
         let h = BatchHeader::parse(&r.records).unwrap();
-        assert!(h.base_offset() <= offset && offset <= h.last_offset(), "{offset}");
+        assert!(
+            h.base_offset() <= offset && offset <= h.last_offset(),
+            "{offset}"
+        );
     }
     let all = read_all(&log);
     assert_eq!(all.len(), 60);
@@ -185,7 +192,10 @@ fn a_batch_larger_than_a_segment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(&dir, small_config());
     let err = log.append(&mut values_batch(1, 2_000, 0), 0).unwrap_err();
-    assert!(matches!(err, StorageError::BatchLargerThanSegment { .. }), "{err}");
+    assert!(
+        matches!(err, StorageError::BatchLargerThanSegment { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -223,7 +233,12 @@ fn truncating_below_the_log_start_restarts_the_log_there() {
     log.truncate_to(10).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
     assert_eq!(log.segment_count(), 1);
-    assert_eq!(log.append(&mut values_batch(1, 10, 0), 0).unwrap().base_offset, 10);
+    assert_eq!(
+        log.append(&mut values_batch(1, 10, 0), 0)
+            .unwrap()
+            .base_offset,
+        10
+    );
 }
 
 #[test]
@@ -269,10 +284,21 @@ fn retention_rolls_and_deletes_an_expired_active_segment() {
     assert_eq!(outcome.deleted_segments, 1);
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
     assert_eq!(log.size_bytes(), 0);
-    assert_eq!(log.append(&mut values_batch(1, 10, 0), 0).unwrap().base_offset, 10);
+    assert_eq!(
+        log.append(&mut values_batch(1, 10, 0), 0)
+            .unwrap()
+            .base_offset,
+        10
+    );
     // An empty active segment is never deleted.
     let dir2 = tempfile::tempdir().unwrap();
-    let empty = open(&dir2, LogConfig { retention_ms: 0, ..LogConfig::default() });
+    let empty = open(
+        &dir2,
+        LogConfig {
+            retention_ms: 0,
+            ..LogConfig::default()
+        },
+    );
     assert_eq!(empty.apply_retention(i64::MAX).unwrap().deleted_segments, 0);
 }
 
@@ -346,7 +372,12 @@ fn a_clean_close_is_reopened_without_loss() {
     let log = open(&dir, small_config());
     assert!(!dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
     assert_eq!(read_all(&log), before);
-    assert_eq!(log.append(&mut values_batch(1, 10, 0), 0).unwrap().base_offset, 75);
+    assert_eq!(
+        log.append(&mut values_batch(1, 10, 0), 0)
+            .unwrap()
+            .base_offset,
+        75
+    );
 }
 
 #[test]
@@ -358,7 +389,9 @@ fn lost_index_files_are_rebuilt() {
     drop(log);
     for e in std::fs::read_dir(dir.path()).unwrap() {
         let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "index" || x == "timeindex") {
+        if p.extension()
+            .is_some_and(|x| x == "index" || x == "timeindex")
+        {
             std::fs::remove_file(p).unwrap();
         }
     }
@@ -433,7 +466,10 @@ fn append_with_offsets_keeps_offsets_and_refuses_going_back() {
     assert_eq!(log.latest_epoch(), Some(3));
     assert!(matches!(
         log.append_with_offsets(&b),
-        Err(StorageError::NonMonotonicOffset { base_offset: 10, log_end_offset: 12 })
+        Err(StorageError::NonMonotonicOffset {
+            base_offset: 10,
+            log_end_offset: 12
+        })
     ));
     let mut corrupt = values_batch(1, 10, 0);
     batch::set_base_offset(&mut corrupt, 12).unwrap();
@@ -485,4 +521,28 @@ fn flush_policies_and_delete() {
     assert_eq!(log.config(), LogConfig::default());
     log.delete().unwrap();
     assert!(!path.exists());
+}
+
+#[test]
+fn a_damaged_index_entry_costs_a_scan_not_a_wrong_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir, small_config());
+    append_n(&log, 40, 1, 0);
+    let before = read_all(&log);
+    log.close().unwrap();
+    // Make the second entry of the first segment's index claim a smaller offset than its batch:
+    // still increasing, so it loads, but it points past the batches it claims to start.
+    let path = dir.path().join("00000000000000000000.index");
+    let mut data = std::fs::read(&path).unwrap();
+    assert!(data.len() >= 16, "index has {} bytes", data.len());
+    let first_rel = u32::from_be_bytes(data[0..4].try_into().unwrap());
+    data[8..12].copy_from_slice(&(first_rel + 1).to_be_bytes());
+    std::fs::write(&path, &data).unwrap();
+    let log = open(&dir, small_config());
+    for (base, last, _) in &before {
+        let r = log.read(*last, 1, i64::MAX).unwrap();
+        assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset(), *base);
+    }
+    log.truncate_to(before[3].0).unwrap();
+    assert_eq!(read_all(&log).len(), 3);
 }
