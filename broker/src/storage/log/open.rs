@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -59,6 +59,10 @@ impl Log {
                 break;
             }
             let damaged = opened.truncated_bytes > 0 && !is_last;
+            if opened.rebuilt && !is_last {
+                // Persist the rebuilt indexes so the next open trusts this closed segment.
+                opened.segment.write_indexes(false)?;
+            }
             let segment = Arc::new(opened.segment);
             segments.insert(base, segment);
             active_scan = opened.scanned;
@@ -132,6 +136,8 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(leo),
             cleaner: Mutex::new(()),
+            truncations: AtomicU64::new(0),
+            background: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })
     }

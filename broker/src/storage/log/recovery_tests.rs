@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::tests::read_all;

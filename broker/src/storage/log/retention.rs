@@ -8,9 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::open::write_log_start;
-use super::{Log, RetentionOutcome, Writer, lock, now_ms};
+use super::{Log, Writer, lock, now_ms};
 use crate::storage::StorageError;
 use crate::storage::segment::Segment;
+
+/// What retention deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub deleted_segments: usize,
+    /// Bytes deleted.
+    pub deleted_bytes: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: i64,
+}
 
 impl Log {
     /// Retention by time (`retention.ms`) and size (`retention.bytes`), for logs whose
@@ -186,6 +197,7 @@ impl Log {
         if offset >= leo {
             return Ok(());
         }
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         let offset = offset.max(0);
         let segments = self.segments_snapshot();
         if offset < self.log_start_offset() {

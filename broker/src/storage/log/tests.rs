@@ -1,6 +1,7 @@
 //! Tests of appends, reads, rolls, truncation, retention, DeleteRecords and restarts.
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::TimestampType;
 use tempfile::TempDir;
 
 use super::*;

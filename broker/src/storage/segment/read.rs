@@ -1,0 +1,211 @@
+//! Reading a segment: whole batches for fetches, single batches for timestamp lookups and
+//! compaction. Reads use `pread` on the shared file and never take the append lock.
+
+use std::ops::ControlFlow;
+
+use bytes::{Bytes, BytesMut};
+
+use super::Segment;
+use crate::storage::StorageError;
+use crate::storage::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, peek_offset_and_length};
+use crate::storage::scan::{read_at_most, read_into, scan_batches};
+
+/// Smallest read a fetch issues, so that scanning from an index entry rarely needs a second read.
+const MIN_READ: usize = 64 * 1024;
+
+impl Segment {
+    /// Whole batches from the one holding `offset`, at most `max_bytes` of them (but at least
+    /// one), none reaching `max_offset`. `Ok(None)` when no batch of this segment reaches
+    /// `offset` (the caller continues with the next segment).
+    pub(crate) fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let size = self.size();
+        let mut start = self.state().index.lookup(offset, size);
+        if start >= size {
+            return Ok(None);
+        }
+        let mut window = Window::new(self, start, size, max_bytes)?;
+        if start > 0
+            && window
+                .header_at(0)?
+                .is_none_or(|(base, _, _)| base > offset)
+        {
+            // The index entry points past the wanted batch (a damaged index): scan from the start.
+            start = 0;
+            window = Window::new(self, start, size, max_bytes)?;
+        }
+        let mut cur = 0usize;
+        loop {
+            let Some((_, total, last)) = window.header_at(cur)? else {
+                return Ok(None);
+            };
+            if last >= offset {
+                break;
+            }
+            cur += total;
+        }
+        let first = cur;
+        let mut end = cur;
+        while let Some((_, total, last)) = window.header_at(end)? {
+            if last >= max_offset || (end > first && end - first + total > max_bytes) {
+                break;
+            }
+            if !window.ensure(end + total)? {
+                break;
+            }
+            end += total;
+        }
+        Ok(Some(window.buf.freeze().slice(first..end)))
+    }
+
+    /// A file position at or before the batch holding `offset`: the index lookup, checked against
+    /// the batch header there so that a damaged index entry costs a longer scan, never a wrong
+    /// answer.
+    pub(super) fn position_at_or_before(
+        &self,
+        offset: i64,
+        size: u64,
+    ) -> Result<u64, StorageError> {
+        let pos = self.state().index.lookup(offset, size);
+        if pos == 0 {
+            return Ok(0);
+        }
+        let head = read_at_most(&self.file, &self.log_path, pos, LOG_OVERHEAD)?;
+        Ok(match peek_offset_and_length(&head) {
+            Some((base, _)) if base <= offset => pos,
+            _ => 0,
+        })
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp` and whose last offset is at
+    /// least `min_offset`; `None` when no batch here qualifies.
+    pub(crate) fn find_batch_by_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let size = self.size();
+        let from = {
+            let st = self.state();
+            if st.max_timestamp < timestamp {
+                return Ok(None);
+            }
+            st.time_index.lookup(timestamp).max(min_offset)
+        };
+        let from = self.position_at_or_before(from, size)?;
+        let mut found = None;
+        scan_batches(&self.file, &self.log_path, from, size, false, |h, _| {
+            if h.max_timestamp() >= timestamp && h.last_offset() >= min_offset {
+                found = Some(Bytes::copy_from_slice(h.bytes()));
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// The batch whose base offset is `base_offset`, if any.
+    pub(crate) fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, StorageError> {
+        let size = self.size();
+        let from = self.position_at_or_before(base_offset, size)?;
+        let mut found = None;
+        scan_batches(&self.file, &self.log_path, from, size, false, |h, _| {
+            if h.base_offset() == base_offset {
+                found = Some(Bytes::copy_from_slice(h.bytes()));
+            }
+            if h.base_offset() >= base_offset {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `f` with every batch of the segment in order (compaction).
+    pub(crate) fn for_each_batch(
+        &self,
+        f: impl FnMut(&BatchHeader<'_>, u64) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        scan_batches(&self.file, &self.log_path, 0, self.size(), false, f)?;
+        Ok(())
+    }
+}
+
+/// A growing buffer of file bytes from `start`, for zero-copy slicing of whole batches.
+struct Window<'a> {
+    segment: &'a Segment,
+    start: u64,
+    end: u64,
+    buf: BytesMut,
+}
+
+impl<'a> Window<'a> {
+    /// A window from `start` with an initial read sized for a fetch of `max_bytes`.
+    fn new(
+        segment: &'a Segment,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Self, StorageError> {
+        let mut window = Window {
+            segment,
+            start,
+            end,
+            buf: BytesMut::new(),
+        };
+        let avail = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        window.fill(avail.min(max_bytes.saturating_add(MIN_READ / 4).max(MIN_READ)))?;
+        Ok(window)
+    }
+
+    /// Reads `len` more bytes (bounded by the visible size) straight into the buffer.
+    fn fill(&mut self, len: usize) -> Result<(), StorageError> {
+        let pos = self.start + self.buf.len() as u64;
+        let avail = usize::try_from(self.end.saturating_sub(pos)).unwrap_or(usize::MAX);
+        let len = len.min(avail);
+        if len == 0 {
+            return Ok(());
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + len, 0);
+        let n = read_into(
+            &self.segment.file,
+            &self.segment.log_path,
+            pos,
+            &mut self.buf[old..],
+        )?;
+        self.buf.truncate(old + n);
+        Ok(())
+    }
+
+    /// Makes sure the buffer holds `n` bytes; false when the file does not have them.
+    fn ensure(&mut self, n: usize) -> Result<bool, StorageError> {
+        if self.buf.len() < n {
+            let want = (n - self.buf.len()).max(MIN_READ);
+            self.fill(want)?;
+        }
+        Ok(self.buf.len() >= n)
+    }
+
+    /// `(base offset, total size, last offset)` of the batch at `at`, if its header is present.
+    fn header_at(&mut self, at: usize) -> Result<Option<(i64, usize, i64)>, StorageError> {
+        if !self.ensure(at + HEADER_SIZE)? {
+            return Ok(None);
+        }
+        let head = &self.buf[at..at + HEADER_SIZE];
+        let Some((base, length)) = peek_offset_and_length(head) else {
+            return Ok(None);
+        };
+        let Ok(length) = usize::try_from(length) else {
+            return Ok(None);
+        };
+        let delta = i32::from_be_bytes([head[23], head[24], head[25], head[26]]);
+        Ok(Some((base, length + 12, base + i64::from(delta))))
+    }
+}
