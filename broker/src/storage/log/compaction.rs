@@ -238,18 +238,30 @@ impl Log {
         }
         let interval = u64::from(self.config().index_interval_bytes);
         let w = lock(&self.writer);
-        let current = self
-            .segments
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&base)
-            .cloned();
+        let (current, is_first) = {
+            let map = self
+                .segments
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (map.get(&base).cloned(), map.keys().next() == Some(&base))
+        };
         let unchanged = current.is_some_and(|c| Arc::ptr_eq(&c, old))
             && !Arc::ptr_eq(&w.active, old)
             && self.truncations.load(Ordering::Acquire) == truncations;
         if !unchanged {
             fs::remove_file(&cleaned).map_err(|e| StorageError::io(&cleaned, e))?;
             return Ok(false);
+        }
+        if data.is_empty() && !is_first {
+            // Nothing left: drop the segment rather than keep an empty file. The first segment
+            // stays, even empty, so that its base offset keeps bounding the log start.
+            fs::remove_file(&cleaned).map_err(|e| StorageError::io(&cleaned, e))?;
+            self.segments
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&base);
+            old.delete_files()?;
+            return Ok(true);
         }
         old.remove_indexes()?;
         fs::rename(&cleaned, old.log_path()).map_err(|e| StorageError::io(old.log_path(), e))?;

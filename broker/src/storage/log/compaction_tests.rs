@@ -226,3 +226,55 @@ fn compaction_is_a_no_op_for_delete_policy_and_keeps_keyless_records() {
         3
     );
 }
+
+#[test]
+fn segments_emptied_by_compaction_are_dropped_but_the_first_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir, compact_config());
+    fill(&log, 2, 20, 1_000);
+    let before = log.segment_count();
+    log.compact(2_000).unwrap();
+    assert!(
+        log.segment_count() < before,
+        "{} -> {}",
+        before,
+        log.segment_count()
+    );
+    assert_eq!(log.floor_segment(0).unwrap().base_offset(), 0);
+    assert_eq!(log.log_start_offset(), 0);
+    let kept: Vec<_> = records(&log)
+        .into_iter()
+        .filter(|(_, k, _)| k != "filler")
+        .collect();
+    assert_eq!(kept.len(), 2);
+    drop(log);
+    let log = open(&dir, compact_config());
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(
+        records(&log)
+            .iter()
+            .filter(|(_, k, _)| k != "filler")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn an_emptied_segment_does_not_hold_back_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        &dir,
+        LogConfig {
+            cleanup_policy: CleanupPolicy::CompactDelete,
+            retention_ms: 1_000,
+            ..compact_config()
+        },
+    );
+    fill(&log, 2, 20, 1_000);
+    log.compact(2_000).unwrap();
+    assert_eq!(log.floor_segment(0).unwrap().size(), 0);
+    let leo = log.log_end_offset();
+    log.apply_retention(1_000_000).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (leo, leo));
+    assert_eq!(log.segment_count(), 1);
+}

@@ -56,9 +56,14 @@ impl Log {
             if config.retention_ms >= 0 {
                 let by_time = segments
                     .iter()
-                    .take_while(|s| {
-                        s.size() > 0
-                            && now_ms.saturating_sub(s.largest_timestamp()) > config.retention_ms
+                    .enumerate()
+                    .take_while(|(i, s)| {
+                        let empty = s.size() == 0;
+                        let last = i + 1 == segments.len();
+                        (empty && !last)
+                            || (!empty
+                                && now_ms.saturating_sub(s.largest_timestamp())
+                                    > config.retention_ms)
                     })
                     .count();
                 count = count.max(by_time);
@@ -67,9 +72,11 @@ impl Log {
                 let mut excess = i128::from(total) - i128::from(config.retention_bytes);
                 let by_size = segments
                     .iter()
-                    .take_while(|s| {
+                    .enumerate()
+                    .take_while(|(i, s)| {
                         let size = i128::from(s.size());
-                        if s.size() > 0 && excess - size >= 0 {
+                        let empty_active = s.size() == 0 && i + 1 == segments.len();
+                        if !empty_active && excess - size >= 0 {
                             excess -= size;
                             true
                         } else {

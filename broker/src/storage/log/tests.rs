@@ -547,3 +547,44 @@ fn a_damaged_index_entry_costs_a_scan_not_a_wrong_batch() {
     log.truncate_to(before[3].0).unwrap();
     assert_eq!(read_all(&log).len(), 3);
 }
+
+#[test]
+fn a_fetch_holding_a_segment_survives_its_deletion_by_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        &dir,
+        LogConfig {
+            retention_ms: 10,
+            ..small_config()
+        },
+    );
+    append_n(&log, 20, 2, 0);
+    append_n(&log, 5, 2, 1_000_000);
+    // A reader that found the first segment just before retention removed it.
+    let segment = log.floor_segment(0).unwrap();
+    assert!(log.apply_retention(1_000_000).unwrap().deleted_segments > 0);
+    assert!(!segment.log_path().exists());
+    let bytes = segment.read(0, 1 << 20, i64::MAX).unwrap().unwrap();
+    let first = BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(first.base_offset(), 0);
+    first.verify_crc().unwrap();
+}
+
+#[test]
+fn closed_segments_with_sound_indexes_are_not_scanned_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir, small_config());
+    append_n(&log, 40, 2, 0);
+    drop(log);
+    let opened = Segment::open(dir.path(), 0, true, 128).unwrap();
+    assert!(!opened.rebuilt);
+    // Only the batches after the last index entry were read.
+    let all = opened.segment.size();
+    let scanned: u64 = opened.scanned.iter().map(|m| m.size).sum();
+    assert!(scanned <= 128 + 200, "scanned {scanned} of {all}");
+    assert!(opened.segment.max_timestamp().is_some());
+    // Untrusted, the whole segment is scanned.
+    let opened = Segment::open(dir.path(), 0, false, 128).unwrap();
+    assert!(opened.rebuilt);
+    assert_eq!(opened.scanned.iter().map(|m| m.size).sum::<u64>(), all);
+}

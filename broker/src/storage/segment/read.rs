@@ -12,6 +12,8 @@ use crate::storage::scan::{read_at_most, read_into, scan_batches};
 
 /// Smallest read a fetch issues, so that scanning from an index entry rarely needs a second read.
 const MIN_READ: usize = 64 * 1024;
+/// Largest first read of a fetch; a larger `max_bytes` grows the buffer as batches are taken.
+const MAX_FIRST_READ: usize = 8 << 20;
 
 impl Segment {
     /// Whole batches from the one holding `offset`, at most `max_bytes` of them (but at least
@@ -160,7 +162,10 @@ impl<'a> Window<'a> {
             buf: BytesMut::new(),
         };
         let avail = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
-        window.fill(avail.min(max_bytes.saturating_add(MIN_READ / 4).max(MIN_READ)))?;
+        let first = max_bytes
+            .saturating_add(MIN_READ / 4)
+            .clamp(MIN_READ, MAX_FIRST_READ);
+        window.fill(avail.min(first))?;
         Ok(window)
     }
 
@@ -187,7 +192,8 @@ impl<'a> Window<'a> {
     /// Makes sure the buffer holds `n` bytes; false when the file does not have them.
     fn ensure(&mut self, n: usize) -> Result<bool, StorageError> {
         if self.buf.len() < n {
-            let want = (n - self.buf.len()).max(MIN_READ);
+            // Grow geometrically so that large fetches take few reads.
+            let want = (n - self.buf.len()).max(self.buf.len()).max(MIN_READ);
             self.fill(want)?;
         }
         Ok(self.buf.len() >= n)

@@ -102,14 +102,23 @@ impl Segment {
             }
             st.next_offset = expect_offset.unwrap_or(self.base_offset);
             st.bytes_since_index = 0;
+            // Replay the batches from the last index entry on, as the appender saw them.
             for meta in &tail {
-                // Index entries already cover the first tail batch; replay the rest.
                 st.bytes_since_index += meta.size;
                 if meta.max_timestamp > st.max_timestamp {
                     st.max_timestamp = meta.max_timestamp;
                     st.offset_of_max_timestamp = meta.base_offset;
                 }
                 st.next_offset = meta.last_offset + 1;
+            }
+            // A time index entry beyond the last batch means the time index is not this segment's.
+            if st
+                .time_index
+                .last_entry()
+                .is_some_and(|(_, offset)| offset >= st.next_offset)
+            {
+                *st = SegmentState::new(self.base_offset);
+                return Ok(None);
             }
             st.rolling_timestamp = self.first_batch_timestamp()?;
         }
@@ -140,13 +149,7 @@ impl Segment {
                 scanned.push(meta);
                 ControlFlow::Continue(())
             })?;
-        let valid_end = match monotonic_error {
-            Some(pos) => {
-                scanned.pop_if(|m| m.position == pos);
-                pos
-            }
-            None => valid_end,
-        };
+        let valid_end = monotonic_error.unwrap_or(valid_end);
         {
             let mut st = self.state_mut();
             *st = SegmentState::new(self.base_offset);
