@@ -4,9 +4,12 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::records::Compression;
 
+use std::sync::atomic::Ordering;
+
 use super::tests::{open, read_all};
 use super::*;
 use crate::storage::CleanupPolicy;
+use crate::storage::batch::BatchIter;
 use crate::storage::testing::{batch_of, decode_all, keyed, values_batch};
 
 fn compact_config() -> LogConfig {
@@ -277,4 +280,65 @@ fn an_emptied_segment_does_not_hold_back_retention() {
     log.apply_retention(1_000_000).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (leo, leo));
     assert_eq!(log.segment_count(), 1);
+}
+
+#[test]
+fn appends_reads_retention_and_compaction_run_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(
+        &dir,
+        LogConfig {
+            cleanup_policy: CleanupPolicy::CompactDelete,
+            retention_bytes: 20_000,
+            ..compact_config()
+        },
+    ));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (log, done) = (Arc::clone(&log), Arc::clone(&done));
+        std::thread::spawn(move || {
+            for i in 0..3_000 {
+                let key = format!("k{}", i % 50);
+                log.append(&mut keyed(&key, Some("value"), 1_000), 0)
+                    .unwrap();
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let maintenance = {
+        let (log, done) = (Arc::clone(&log), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                log.compact(2_000).unwrap();
+                log.apply_retention(2_000).unwrap();
+            }
+        })
+    };
+    let mut offset = 0;
+    let mut batches = 0u64;
+    while !done.load(Ordering::Acquire) || offset < log.log_end_offset() {
+        match log.read(offset, 2048, i64::MAX) {
+            Ok(r) => {
+                for h in BatchIter::new(&r.records) {
+                    let h = h.unwrap();
+                    assert!(h.last_offset() >= offset);
+                    offset = h.last_offset() + 1;
+                    batches += 1;
+                }
+            }
+            Err(StorageError::OffsetOutOfRange {
+                log_start_offset, ..
+            }) => {
+                assert!(offset < log_start_offset);
+                offset = log_start_offset;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    writer.join().unwrap();
+    maintenance.join().unwrap();
+    assert!(batches > 0);
+    assert_eq!(offset, 3_000);
+    let all = read_all(&log);
+    assert!(all.windows(2).all(|w| w[0].1 < w[1].0));
 }
