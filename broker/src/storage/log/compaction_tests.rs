@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::records::Compression;
+use kafka_protocol::records::{Compression, TimestampType};
 
 use std::sync::atomic::Ordering;
 
@@ -341,4 +341,35 @@ fn appends_reads_retention_and_compaction_run_together() {
     assert_eq!(offset, 3_000);
     let all = read_all(&log);
     assert!(all.windows(2).all(|w| w[0].1 < w[1].0));
+}
+
+#[test]
+fn log_append_time_batches_keep_their_append_time_when_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        &dir,
+        LogConfig {
+            message_timestamp_type: crate::storage::MessageTimestampType::LogAppendTime,
+            ..compact_config()
+        },
+    );
+    let mut b = batch_of(
+        &[
+            (Some(b"a"), Some(b"1")),
+            (Some(b"a"), Some(b"2")),
+            (Some(b"b"), Some(b"1")),
+        ],
+        5,
+        Compression::None,
+    );
+    let info = log.append(&mut b, 0).unwrap();
+    close_segments(&log, 5);
+    log.compact(info.log_append_time + 1).unwrap();
+    let first = read_all(&log).remove(0);
+    let h = BatchHeader::parse(&first.2).unwrap();
+    h.verify_crc().unwrap();
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppend);
+    assert_eq!(h.max_timestamp(), info.log_append_time);
+    assert_eq!((h.base_offset(), h.last_offset()), (1, 2));
+    assert_eq!(decode_all(&first.2).len(), 2);
 }
