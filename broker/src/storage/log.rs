@@ -393,6 +393,8 @@ impl Log {
     /// Closes the active segment and starts a new one at `base_offset`.
     fn roll(&self, w: &mut Writer, base_offset: i64) -> Result<(), StorageError> {
         let new = Arc::new(Segment::create(&self.dir, base_offset)?);
+        // Make the new file's directory entry durable, or an fsync of its data would not be.
+        checkpoint::sync_dir(&self.dir)?;
         let old = std::mem::replace(&mut w.active, Arc::clone(&new));
         {
             let mut map = self
