@@ -71,6 +71,7 @@ pub(crate) fn scan_batches(
     let mut pos = from;
     while pos < end {
         let remaining = usize::try_from(end - pos).unwrap_or(usize::MAX);
+        // One large read per chunk rather than one per batch: producers often send small batches.
         let mut chunk = read_at_most(file, path, pos, remaining.min(CHUNK))?;
         // A batch larger than the chunk: read exactly that batch.
         if let Some((_, length)) = peek_offset_and_length(&chunk) {

@@ -83,6 +83,8 @@ impl SegmentState {
 
     /// Accounts for one batch written at `position`, adding index entries every `interval` bytes.
     pub(super) fn track(&mut self, meta: &BatchMeta, position: u64, interval: u64) {
+        // As Kafka: an entry for the batch that follows more than `interval` unindexed bytes, so a
+        // lookup lands at most about one interval (plus one batch) before its target.
         if self.bytes_since_index > interval {
             self.index.append(meta.base_offset, position);
             if meta.max_timestamp > self.max_timestamp {
@@ -226,7 +228,11 @@ impl Segment {
         metas: &[BatchMeta],
         index_interval: u64,
     ) -> Result<(), StorageError> {
+        // Only the appender (under the log's append lock) changes the size, so this load is the
+        // end of the file as far as anyone can observe.
         let pos = self.size();
+        // A failed or short write publishes nothing: the next append writes at the same position
+        // and overwrites whatever part of this one reached the file.
         self.file
             .write_all_at(data, pos)
             .map_err(|e| StorageError::io(&self.log_path, e))?;
@@ -236,6 +242,8 @@ impl Segment {
                 st.track(meta, pos + meta.position, index_interval);
             }
         }
+        // Publish last: a reader that sees the new size finds the bytes and the index entries.
+        // Index entries beyond the size it loaded are ignored by its lookups.
         self.size.store(pos + data.len() as u64, Ordering::Release);
         Ok(())
     }
@@ -256,11 +264,16 @@ impl Segment {
         if cut == size {
             return Ok(0);
         }
+        // Shrink the visible size before the file, so that a concurrent reader stops at `cut`
+        // rather than finding a short read where it expected bytes.
         self.size.store(cut, Ordering::Release);
         self.file
             .set_len(cut)
             .map_err(|e| StorageError::io(&self.log_path, e))?;
-        // Rebuild the in-memory state from the remaining bytes after the last kept index entry.
+        // Rebuild the in-memory state: the indexes lose their entries at and after the cut, and
+        // the batches after the last kept index entry are replayed, which is at most one index
+        // interval of reading. The last kept time index entry holds the largest timestamp before
+        // that entry, because time entries are taken together with offset entries.
         let mut st = self.state_mut();
         st.index.truncate_to_position(cut);
         st.time_index.truncate_to_offset(offset);
@@ -313,6 +326,7 @@ impl Segment {
     /// timestamp, and fsyncs them when `sync`.
     pub(crate) fn write_indexes(&self, sync: bool) -> Result<(), StorageError> {
         let mut st = self.state_mut();
+        // Retention may have removed the segment meanwhile; writing would resurrect its files.
         if st.deleted {
             return Ok(());
         }

@@ -40,6 +40,7 @@ impl Segment {
             start = 0;
             window = Window::new(self, start, size, max_bytes)?;
         }
+        // Skip the batches before the one holding `offset`: at most an index interval of them.
         let mut cur = 0usize;
         loop {
             let Some((_, total, last)) = window.header_at(cur)? else {
@@ -50,6 +51,9 @@ impl Segment {
             }
             cur += total;
         }
+        // Take whole batches from there. The first is always taken, even when larger than
+        // `max_bytes`, so that a consumer can always make progress (Kafka's rule); batches that
+        // reach `max_offset` (the high watermark) are never taken, not even the first.
         let first = cur;
         let mut end = cur;
         while let Some((_, total, last)) = window.header_at(end)? {
@@ -91,6 +95,9 @@ impl Segment {
         min_offset: i64,
     ) -> Result<Option<Bytes>, StorageError> {
         let size = self.size();
+        // The time index gives an offset before which every batch is too old; the offset index
+        // turns it into a file position. Batch max timestamps need not increase (producers set
+        // them), so the scan goes on from there until the first batch that qualifies.
         let from = {
             let st = self.state();
             if st.max_timestamp < timestamp {

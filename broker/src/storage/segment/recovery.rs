@@ -72,6 +72,10 @@ impl Segment {
         time_index: TimeIndex,
         len: u64,
     ) -> Result<Option<Vec<BatchMeta>>, StorageError> {
+        // The last entry is the one most likely to be wrong after a crash (written last), and
+        // the bytes after it are the ones the indexes say nothing about: check exactly those.
+        // Earlier entries are trusted; a wrong one costs readers a longer scan, never a wrong
+        // answer (see `position_at_or_before`).
         let (from, expect_offset) = match index.last_entry() {
             Some((offset, pos)) => (pos, Some(offset)),
             None => (0, None),
@@ -140,6 +144,8 @@ impl Segment {
         let ScanEnd { valid_end, error } =
             scan_batches(&self.file, &self.log_path, 0, len, true, |h, pos| {
                 let meta = BatchMeta::of(h, pos);
+                // baseOffset is outside the CRC, so damage to it is caught only by order: offsets
+                // must increase and stay within the 32-bit relative range of the indexes.
                 if meta.base_offset <= last_offset || meta.last_offset - base > i64::from(i32::MAX)
                 {
                     monotonic_error = Some(pos);
@@ -157,6 +163,8 @@ impl Segment {
                 st.track(meta, meta.position, index_interval);
             }
         }
+        // Everything from the first invalid byte on is cut: a torn write at the end after a crash,
+        // or damage, after which no later batch can be trusted to be the one that was appended.
         let truncated_bytes = len - valid_end;
         if truncated_bytes > 0 {
             tracing::warn!(
