@@ -186,6 +186,20 @@ fn segment_ms_rolls_by_record_timestamps() {
     assert_eq!(log.segment_count(), 1);
     log.append(&mut values_batch(1, 10, 11_001), 0).unwrap();
     assert_eq!(log.segment_count(), 2);
+    // After a restart the active segment still counts from its first batch.
+    log.append(&mut values_batch(1, 10, 11_500), 0).unwrap();
+    drop(log);
+    let log = open(
+        &dir,
+        LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        },
+    );
+    log.append(&mut values_batch(1, 10, 12_000), 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    log.append(&mut values_batch(1, 10, 12_002), 0).unwrap();
+    assert_eq!(log.segment_count(), 3);
 }
 
 #[test]
