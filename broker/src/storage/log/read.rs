@@ -37,6 +37,22 @@ impl Log {
         max_bytes: usize,
         max_offset: i64,
     ) -> Result<ReadResult, StorageError> {
+        self.read_bounded(offset, max_bytes, max_offset, true)
+    }
+
+    /// As [`Log::read`], but with `min_one_batch = false` a first batch larger than `max_bytes`
+    /// is not returned (empty records instead): Kafka's rule for the partitions of a fetch after
+    /// the first one that returned data, so that the response stays within `fetch.max.bytes`.
+    ///
+    /// # Errors
+    /// As [`Log::read`].
+    pub fn read_bounded(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
         let mut result = ReadResult {
@@ -57,7 +73,7 @@ impl Log {
         }
         let mut segment = self.floor_segment(offset);
         while let Some(s) = segment {
-            if let Some(bytes) = s.read(offset, max_bytes, max_offset)? {
+            if let Some(bytes) = s.read(offset, max_bytes, max_offset, min_one_batch)? {
                 result.records = bytes;
                 return Ok(result);
             }

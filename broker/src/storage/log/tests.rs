@@ -105,6 +105,19 @@ fn read_returns_whole_batches_within_max_bytes_but_at_least_one() {
     assert_eq!(r.records.len(), one * 3);
     let r = log.read(0, 1, i64::MAX).unwrap();
     assert_eq!(r.records.len(), one);
+    assert!(
+        log.read_bounded(0, one - 1, i64::MAX, false)
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    assert_eq!(
+        log.read_bounded(0, one, i64::MAX, false)
+            .unwrap()
+            .records
+            .len(),
+        one
+    );
     // An offset inside a batch returns that whole batch.
     let r = log.read(7, one, i64::MAX).unwrap();
     assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset(), 6);
@@ -578,7 +591,7 @@ fn a_fetch_holding_a_segment_survives_its_deletion_by_retention() {
     let segment = log.floor_segment(0).unwrap();
     assert!(log.apply_retention(1_000_000).unwrap().deleted_segments > 0);
     assert!(!segment.log_path().exists());
-    let bytes = segment.read(0, 1 << 20, i64::MAX).unwrap().unwrap();
+    let bytes = segment.read(0, 1 << 20, i64::MAX, true).unwrap().unwrap();
     let first = BatchHeader::parse(&bytes).unwrap();
     assert_eq!(first.base_offset(), 0);
     first.verify_crc().unwrap();

@@ -17,13 +17,14 @@ const MAX_FIRST_READ: usize = 8 << 20;
 
 impl Segment {
     /// Whole batches from the one holding `offset`, at most `max_bytes` of them (but at least
-    /// one), none reaching `max_offset`. `Ok(None)` when no batch of this segment reaches
-    /// `offset` (the caller continues with the next segment).
+    /// one when `min_one`), none reaching `max_offset`. `Ok(None)` when no batch of this segment
+    /// reaches `offset` (the caller continues with the next segment).
     pub(crate) fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         max_offset: i64,
+        min_one: bool,
     ) -> Result<Option<Bytes>, StorageError> {
         let size = self.size();
         let mut start = self.state().index.lookup(offset, size);
@@ -51,13 +52,14 @@ impl Segment {
             }
             cur += total;
         }
-        // Take whole batches from there. The first is always taken, even when larger than
-        // `max_bytes`, so that a consumer can always make progress (Kafka's rule); batches that
+        // Take whole batches from there. The first is taken even when larger than `max_bytes`
+        // if `min_one`, so that a consumer can always make progress (Kafka's rule); batches that
         // reach `max_offset` (the high watermark) are never taken, not even the first.
         let first = cur;
         let mut end = cur;
         while let Some((_, total, last)) = window.header_at(end)? {
-            if last >= max_offset || (end > first && end - first + total > max_bytes) {
+            if last >= max_offset || ((end > first || !min_one) && end - first + total > max_bytes)
+            {
                 break;
             }
             if !window.ensure(end + total)? {
