@@ -48,6 +48,22 @@ pub struct ConfigDef {
     pub internal: bool,
 }
 
+impl ConfigDef {
+    /// The DescribeConfigs `config_type` code (Kafka's `ConfigType`: 1 boolean, 2 string, 3 int,
+    /// 5 long, 6 double, 7 list).
+    #[must_use]
+    pub fn kafka_type(&self) -> i8 {
+        match self.kind {
+            ConfigType::Boolean => 1,
+            ConfigType::OneOf(_) => 2,
+            ConfigType::Int { .. } => 3,
+            ConfigType::Long { .. } => 5,
+            ConfigType::Double { .. } => 6,
+            ConfigType::CleanupPolicy | ConfigType::Text => 7,
+        }
+    }
+}
+
 const fn def(name: &'static str, default: &'static str, kind: ConfigType) -> ConfigDef {
     ConfigDef {
         name,
