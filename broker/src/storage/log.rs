@@ -493,6 +493,9 @@ impl Log {
         }
         w.active.flush()?;
         w.active.write_indexes(true)?;
+        for segment in self.segments_snapshot() {
+            segment.write_indexes_if_dirty()?;
+        }
         lock(&self.epochs).flush()?;
         checkpoint::write(&self.dir.join(CLEAN_SHUTDOWN_MARKER), &[])?;
         Ok(())

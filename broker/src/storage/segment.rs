@@ -64,6 +64,8 @@ pub(super) struct SegmentState {
     rolling_timestamp: Option<i64>,
     /// Last offset + 1 of the last batch, the base offset when empty.
     next_offset: i64,
+    /// The in-memory index was corrected and differs from the file.
+    index_dirty: bool,
     deleted: bool,
 }
 
@@ -77,6 +79,7 @@ impl SegmentState {
             offset_of_max_timestamp: base_offset,
             rolling_timestamp: None,
             next_offset: base_offset,
+            index_dirty: false,
             deleted: false,
         }
     }
@@ -335,7 +338,17 @@ impl Segment {
             st.time_index.maybe_append(ts, off);
         }
         write_file(&self.index_path, &st.index.to_bytes(), sync)?;
-        write_file(&self.time_index_path, &st.time_index.to_bytes(), sync)
+        write_file(&self.time_index_path, &st.time_index.to_bytes(), sync)?;
+        st.index_dirty = false;
+        Ok(())
+    }
+
+    /// Writes the indexes if a damaged entry was dropped since they were loaded.
+    pub(crate) fn write_indexes_if_dirty(&self) -> Result<(), StorageError> {
+        if self.state().index_dirty {
+            self.write_indexes(true)?;
+        }
+        Ok(())
     }
 
     /// fsyncs the index files if they exist (after a roll, off the append path).

@@ -221,3 +221,38 @@ proptest! {
         prop_assert_eq!(read_all(&log).len(), expected + 1);
     }
 }
+
+/// A case the property test found: an index entry of a closed segment pointing into the middle
+/// of a batch (still increasing, so the index loads) must not hide the batches it claims.
+#[test]
+fn an_index_entry_pointing_inside_a_batch_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), config()).unwrap();
+    for (i, (count, len)) in [(1, 1), (1, 1), (2, 39), (2, 15), (2, 18), (2, 59)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut b = values_batch(count, len, i64::try_from(i).unwrap());
+        log.append(&mut b, 1).unwrap();
+    }
+    let written = read_all(&log);
+    log.abandon();
+    let index = dir.path().join("00000000000000000000.index");
+    let mut data = fs::read(&index).unwrap();
+    // The first entry's position becomes 1: inside the first batch.
+    data[4..8].copy_from_slice(&1u32.to_be_bytes());
+    fs::write(&index, &data).unwrap();
+
+    let log = Log::open(dir.path(), config()).unwrap();
+    for (base, last, _) in &written {
+        for offset in *base..=*last {
+            let r = log.read(offset, 1, i64::MAX).unwrap();
+            assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset(), *base);
+        }
+    }
+    assert_eq!(read_all(&log), written);
+    // The bad entry is gone from the index written at close.
+    drop(log);
+    let reloaded = fs::read(&index).unwrap();
+    assert!(reloaded.chunks(8).all(|e| e[4..8] != 1u32.to_be_bytes()));
+}

@@ -27,20 +27,20 @@ impl Segment {
         min_one: bool,
     ) -> Result<Option<Bytes>, StorageError> {
         let size = self.size();
-        let mut start = self.state().index.lookup(offset, size);
-        if start >= size {
-            return Ok(None);
-        }
-        let mut window = Window::new(self, start, size, max_bytes)?;
-        if start > 0
-            && window
-                .header_at(0)?
-                .is_none_or(|(base, _, _)| base > offset)
-        {
-            // The index entry points past the wanted batch (a damaged index): scan from the start.
-            start = 0;
-            window = Window::new(self, start, size, max_bytes)?;
-        }
+        // The index entry is checked against the batch it points at (which the window holds
+        // anyway): a damaged entry is forgotten and the lookup retried, so it costs a longer
+        // scan, never a wrong answer.
+        let mut window = loop {
+            let start = self.state().index.lookup(offset, size);
+            if start >= size {
+                return Ok(None);
+            }
+            let mut window = Window::new(self, start, size, max_bytes)?;
+            if start == 0 || window.starts_with_sound_batch(offset)? {
+                break window;
+            }
+            self.forget_index_entry(start);
+        };
         // Skip the batches before the one holding `offset`: at most an index interval of them.
         let mut cur = 0usize;
         loop {
@@ -71,22 +71,47 @@ impl Segment {
     }
 
     /// A file position at or before the batch holding `offset`: the index lookup, checked against
-    /// the batch header there so that a damaged index entry costs a longer scan, never a wrong
-    /// answer.
+    /// the batch there (framing, CRC, offset) so that a damaged index entry costs a longer scan,
+    /// never a wrong answer.
     pub(super) fn position_at_or_before(
         &self,
         offset: i64,
         size: u64,
     ) -> Result<u64, StorageError> {
-        let pos = self.state().index.lookup(offset, size);
-        if pos == 0 {
-            return Ok(0);
+        loop {
+            let pos = self.state().index.lookup(offset, size);
+            if pos == 0 {
+                return Ok(0);
+            }
+            let head = read_at_most(&self.file, &self.log_path, pos, LOG_OVERHEAD)?;
+            if let Some((base, length)) = peek_offset_and_length(&head)
+                && base <= offset
+                && let Ok(length) = usize::try_from(length)
+            {
+                let total = (LOG_OVERHEAD + length).min(usize::try_from(size - pos).unwrap_or(0));
+                let batch = read_at_most(&self.file, &self.log_path, pos, total)?;
+                if BatchHeader::parse(&batch)
+                    .and_then(|h| h.verify_crc())
+                    .is_ok()
+                {
+                    return Ok(pos);
+                }
+            }
+            self.forget_index_entry(pos);
         }
-        let head = read_at_most(&self.file, &self.log_path, pos, LOG_OVERHEAD)?;
-        Ok(match peek_offset_and_length(&head) {
-            Some((base, _)) if base <= offset => pos,
-            _ => 0,
-        })
+    }
+
+    /// Drops an index entry that does not point at a sound batch holding at most the offset it
+    /// claims. The corrected index is what the next index write persists.
+    fn forget_index_entry(&self, position: u64) {
+        tracing::warn!(
+            segment = %self.log_path.display(),
+            position,
+            "offset index entry does not point at a valid batch; dropping it"
+        );
+        let mut st = self.state_mut();
+        st.index.remove_position(position);
+        st.index_dirty = true;
     }
 
     /// The first batch whose max timestamp is at least `timestamp` and whose last offset is at
@@ -176,6 +201,20 @@ impl<'a> Window<'a> {
             .clamp(MIN_READ, MAX_FIRST_READ);
         window.fill(avail.min(first))?;
         Ok(window)
+    }
+
+    /// True when the window starts with a whole, CRC-valid batch whose base offset is at most
+    /// `offset`.
+    fn starts_with_sound_batch(&mut self, offset: i64) -> Result<bool, StorageError> {
+        let Some((base, total, _)) = self.header_at(0)? else {
+            return Ok(false);
+        };
+        if base > offset || !self.ensure(total)? {
+            return Ok(false);
+        }
+        Ok(BatchHeader::parse(&self.buf[..total])
+            .and_then(|h| h.verify_crc())
+            .is_ok())
     }
 
     /// Reads `len` more bytes (bounded by the visible size) straight into the buffer.
