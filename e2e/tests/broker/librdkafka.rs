@@ -19,10 +19,7 @@ type Log = BTreeMap<i32, Vec<(i64, Vec<u8>)>>;
 
 /// Records every acknowledged delivery: partition -> (offset, payload).
 #[derive(Default, Clone)]
-struct Acks(
-    Arc<Mutex<Log>>,
-    Arc<Mutex<u64>>,
-);
+struct Acks(Arc<Mutex<Log>>, Arc<Mutex<u64>>);
 
 impl ClientContext for Acks {}
 impl ProducerContext for Acks {
