@@ -114,9 +114,20 @@ impl Partition {
 
     /// Whole batches from `offset`, at most `max_bytes` (but at least one batch), below the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
+        self.read_bounded(offset, max_bytes, true)
+    }
+
+    /// As [`Partition::read`]; with `min_one_batch` false a first batch over `max_bytes` is not
+    /// returned (Kafka's rule for partitions after the first one of a fetch that returned data).
+    pub fn read_bounded(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<Bytes, StorageError> {
         Ok(self
             .log
-            .read(offset, max_bytes, self.high_watermark())?
+            .read_bounded(offset, max_bytes, self.high_watermark(), min_one_batch)?
             .records)
     }
 
