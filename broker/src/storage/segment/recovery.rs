@@ -115,16 +115,16 @@ impl Segment {
                 }
                 st.next_offset = meta.last_offset + 1;
             }
-            // A time index entry beyond the last batch means the time index is not this segment's.
-            if st
-                .time_index
-                .last_entry()
-                .is_some_and(|(_, offset)| offset >= st.next_offset)
-            {
-                *st = SegmentState::new(self.base_offset);
-                return Ok(None);
-            }
             st.rolling_timestamp = self.first_batch_timestamp()?;
+        }
+        // Retention trusts the last time index entry as the segment's largest timestamp, so check
+        // it: it must name a batch of this segment whose max timestamp it is.
+        let last_time_entry = self.state().time_index.last_entry();
+        if let Some((ts, offset)) = last_time_entry
+            && !self.time_entry_is_sound(ts, offset)?
+        {
+            *self.state_mut() = SegmentState::new(self.base_offset);
+            return Ok(None);
         }
         Ok(Some(tail))
     }
