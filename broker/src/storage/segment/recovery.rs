@@ -64,6 +64,29 @@ impl Segment {
         segment.recover(len, index_interval)
     }
 
+    /// Opens the output of compaction, `cleaned`, as the segment at `base_offset` it is about to
+    /// replace (by a rename, which keeps the open file valid), building its indexes by a scan.
+    /// Done before the swap so that the append lock is not held while the segment is read.
+    pub(crate) fn open_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        cleaned: &Path,
+        index_interval: u64,
+    ) -> Result<Segment, StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(cleaned)
+            .map_err(|e| StorageError::io(cleaned, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io(cleaned, e))?
+            .len();
+        Ok(Self::with_file(dir, base_offset, file, len)
+            .recover(len, index_interval)?
+            .segment)
+    }
+
     /// Accepts the loaded indexes if the batch at the last index entry has the indexed offset and
     /// the batches from there end exactly at the end of the file.
     fn try_tail_check(
