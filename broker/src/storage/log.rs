@@ -486,7 +486,8 @@ impl Log {
             return Ok(());
         }
         let w = lock(&self.writer);
-        for handle in std::mem::take(&mut *lock(&self.background)) {
+        let handles = std::mem::take(&mut *lock(&self.background));
+        for handle in handles {
             if handle.join().is_err() {
                 tracing::warn!("background flush of a closed segment panicked");
             }

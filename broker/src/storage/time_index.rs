@@ -42,15 +42,14 @@ impl TimeIndex {
         }
     }
 
-    /// The offset from which to scan for the first batch whose max timestamp is at least
-    /// `timestamp`: the offset of the last entry with a smaller timestamp, or the segment base.
-    /// Every batch before that offset has a smaller max timestamp.
-    pub(crate) fn lookup(&self, timestamp: i64) -> i64 {
+    /// Where to start scanning for the first batch whose max timestamp is at least `timestamp`:
+    /// the last entry with a smaller timestamp, as `(timestamp, absolute offset)`; every batch
+    /// before that offset has a smaller max timestamp. `None`: scan from the segment base.
+    pub(crate) fn lookup_entry(&self, timestamp: i64) -> Option<(i64, i64)> {
         let idx = self.entries.partition_point(|&(ts, _)| ts < timestamp);
-        match idx.checked_sub(1).and_then(|i| self.entries.get(i)) {
-            Some(&(_, rel)) => self.base_offset + i64::from(rel),
-            None => self.base_offset,
-        }
+        idx.checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+            .map(|&(ts, rel)| (ts, self.base_offset + i64::from(rel)))
     }
 
     /// The last entry as `(timestamp, absolute offset)`.
@@ -118,11 +117,11 @@ mod tests {
         index.maybe_append(2_000, 150);
         index.maybe_append(1_500, 160);
         index.maybe_append(3_000, 200);
-        assert_eq!(index.lookup(500), 100);
-        assert_eq!(index.lookup(1_000), 100);
-        assert_eq!(index.lookup(1_001), 100);
-        assert_eq!(index.lookup(2_500), 150);
-        assert_eq!(index.lookup(9_999), 200);
+        assert_eq!(index.lookup_entry(500), None);
+        assert_eq!(index.lookup_entry(1_000), None);
+        assert_eq!(index.lookup_entry(1_001), Some((1_000, 100)));
+        assert_eq!(index.lookup_entry(2_500), Some((2_000, 150)));
+        assert_eq!(index.lookup_entry(9_999), Some((3_000, 200)));
         assert_eq!(index.last_entry(), Some((3_000, 200)));
     }
 

@@ -237,6 +237,7 @@ impl Log {
             file.sync_all().map_err(|e| StorageError::io(&cleaned, e))?;
         }
         let interval = u64::from(self.config().index_interval_bytes);
+        let fresh = Segment::open_cleaned(dir, base, &cleaned, interval)?;
         let w = lock(&self.writer);
         let (current, is_first) = {
             let map = self
@@ -266,12 +267,11 @@ impl Log {
         old.remove_indexes()?;
         fs::rename(&cleaned, old.log_path()).map_err(|e| StorageError::io(old.log_path(), e))?;
         checkpoint::sync_dir(dir)?;
-        let opened = Segment::open(dir, base, false, interval)?;
-        opened.segment.write_indexes(true)?;
+        fresh.write_indexes(true)?;
         self.segments
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(base, Arc::new(opened.segment));
+            .insert(base, Arc::new(fresh));
         Ok(true)
     }
 }

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::tests::read_all;
 use super::*;
-use crate::storage::testing::values_batch;
+use crate::storage::testing::{decode_all, values_batch};
 
 /// Damage to the active segment's log file (positions are fractions of its length).
 #[derive(Debug, Clone)]
@@ -216,6 +216,21 @@ proptest! {
             let r = log.read(*last, 1, i64::MAX).unwrap();
             prop_assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset(), *base);
         }
+        // Timestamp lookups agree with the records, whatever the time indexes went through.
+        let records: Vec<(i64, i64)> = read
+            .iter()
+            .flat_map(|(_, _, bytes)| decode_all(bytes))
+            .map(|r| (r.offset, r.timestamp))
+            .collect();
+        let n = i64::try_from(shapes.len()).unwrap();
+        for target in [0, n / 3, n / 2, n - 1, n + 5] {
+            let first = records.iter().find(|(_, ts)| *ts >= target).copied();
+            prop_assert_eq!(log.offset_for_timestamp(target).unwrap(), first);
+        }
+        let max = records.iter().map(|&(_, ts)| ts).max();
+        let expected_max = max.and_then(|m| records.iter().find(|r| r.1 == m).map(|r| (m, r.0)));
+        prop_assert_eq!(log.max_timestamp(), expected_max);
+
         let info = log.append(&mut values_batch(1, 5, 0), 2).unwrap();
         prop_assert_eq!(info.base_offset, leo);
         prop_assert_eq!(read_all(&log).len(), expected + 1);

@@ -125,13 +125,20 @@ impl Segment {
         // The time index gives an offset before which every batch is too old; the offset index
         // turns it into a file position. Batch max timestamps need not increase (producers set
         // them), so the scan goes on from there until the first batch that qualifies.
-        let from = {
+        let entry = {
             let st = self.state();
             if st.max_timestamp < timestamp {
                 return Ok(None);
             }
-            st.time_index.lookup(timestamp).max(min_offset)
+            st.time_index.lookup_entry(timestamp)
         };
+        // A time index entry is checked against its batch before it is allowed to skip the
+        // batches before it; a damaged one means scanning the whole segment.
+        let from = match entry {
+            Some((ts, offset)) if self.time_entry_is_sound(ts, offset)? => offset,
+            _ => self.base_offset,
+        }
+        .max(min_offset);
         let from = self.position_at_or_before(from, size)?;
         let mut found = None;
         scan_batches(&self.file, &self.log_path, from, size, false, |h, _| {
@@ -143,6 +150,21 @@ impl Segment {
             }
         })?;
         Ok(found)
+    }
+
+    /// True when the batch at `offset` exists and has max timestamp `timestamp`: what every time
+    /// index entry says of the batch it names.
+    pub(super) fn time_entry_is_sound(
+        &self,
+        timestamp: i64,
+        offset: i64,
+    ) -> Result<bool, StorageError> {
+        if offset >= self.next_offset() {
+            return Ok(false);
+        }
+        Ok(self
+            .batch_at(offset)?
+            .is_some_and(|b| BatchHeader::parse(&b).is_ok_and(|h| h.max_timestamp() == timestamp)))
     }
 
     /// The batch whose base offset is `base_offset`, if any.

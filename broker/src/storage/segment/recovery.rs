@@ -64,6 +64,29 @@ impl Segment {
         segment.recover(len, index_interval)
     }
 
+    /// Opens the output of compaction, `cleaned`, as the segment at `base_offset` it is about to
+    /// replace (by a rename, which keeps the open file valid), building its indexes by a scan.
+    /// Done before the swap so that the append lock is not held while the segment is read.
+    pub(crate) fn open_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        cleaned: &Path,
+        index_interval: u64,
+    ) -> Result<Segment, StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(cleaned)
+            .map_err(|e| StorageError::io(cleaned, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io(cleaned, e))?
+            .len();
+        Ok(Self::with_file(dir, base_offset, file, len)
+            .recover(len, index_interval)?
+            .segment)
+    }
+
     /// Accepts the loaded indexes if the batch at the last index entry has the indexed offset and
     /// the batches from there end exactly at the end of the file.
     fn try_tail_check(
@@ -115,16 +138,16 @@ impl Segment {
                 }
                 st.next_offset = meta.last_offset + 1;
             }
-            // A time index entry beyond the last batch means the time index is not this segment's.
-            if st
-                .time_index
-                .last_entry()
-                .is_some_and(|(_, offset)| offset >= st.next_offset)
-            {
-                *st = SegmentState::new(self.base_offset);
-                return Ok(None);
-            }
             st.rolling_timestamp = self.first_batch_timestamp()?;
+        }
+        // Retention trusts the last time index entry as the segment's largest timestamp, so check
+        // it: it must name a batch of this segment whose max timestamp it is.
+        let last_time_entry = self.state().time_index.last_entry();
+        if let Some((ts, offset)) = last_time_entry
+            && !self.time_entry_is_sound(ts, offset)?
+        {
+            *self.state_mut() = SegmentState::new(self.base_offset);
+            return Ok(None);
         }
         Ok(Some(tail))
     }
