@@ -372,18 +372,39 @@ impl PartitionLookup for PartitionLookupImpl {
     }
 }
 
-/// Retention and compaction over every partition, every `retention_check_interval`.
+/// Retention and compaction over every partition, every `retention_check_interval`; and the
+/// time-based flush (`flush.ms`) of partitions that set it, checked every [`FLUSH_TICK`].
 pub(super) async fn maintenance(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(broker.config.retention_check_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retention = tokio::time::interval(broker.config.retention_check_interval);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush = tokio::time::interval(FLUSH_TICK);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let b = broker.clone();
+        // File work runs off the async workers.
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = retention.tick() => {
+                let _ = tokio::task::spawn_blocking(move || run_maintenance(&b)).await;
+            }
+            _ = flush.tick() => {
+                let _ = tokio::task::spawn_blocking(move || run_timed_flushes(&b)).await;
+            }
         }
-        let b = broker.clone();
-        // File work off the async workers.
-        let _ = tokio::task::spawn_blocking(move || run_maintenance(&b)).await;
+    }
+}
+
+/// How often partitions with `flush.ms` are checked: the granularity of that setting.
+const FLUSH_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn run_timed_flushes(broker: &Broker) {
+    for p in broker.replicas.all() {
+        if p.log().config().flush_ms >= i64::MAX as u64 {
+            continue;
+        }
+        if let Err(e) = p.log().flush_if_due() {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "timed flush failed");
+        }
     }
 }
 
