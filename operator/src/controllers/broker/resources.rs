@@ -1,0 +1,628 @@
+//! The desired children of a Broker, as pure functions of the Broker (and settings).
+//!
+//! Node ids: the pod's ordinal, read through the downward API from the label
+//! `apps.kubernetes.io/pod-index` (set by the StatefulSet controller since Kubernetes 1.28) into
+//! `ODRADEK_NODE_ID`, so no shell is needed in the image. Each broker advertises
+//! `$(POD_NAME).<broker>-headless.$(POD_NAMESPACE).svc.<cluster domain>:9092`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort,
+    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use odradek_crds::Broker;
+
+use crate::context::ControllerConfig;
+use crate::controllers::{MANAGED_BY, owner_ref};
+
+/// Kafka listener port of every broker.
+pub const KAFKA_PORT: i32 = 9092;
+/// HTTP port of every broker: `/metrics`, `/healthz`, `/readyz`.
+pub const HTTP_PORT: i32 = 9644;
+/// Where a broker keeps its log.
+pub const DATA_DIR: &str = "/var/lib/odradek";
+/// Where the broker config file is mounted.
+pub const CONFIG_DIR: &str = "/etc/odradek";
+/// Name of the config file in the ConfigMap.
+pub const CONFIG_FILE: &str = "broker.properties";
+/// Annotation on the pod template carrying a hash of the config, so that a config change rolls pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "odradek.dev/config-hash";
+/// Non-root user of the image.
+const RUN_AS: i64 = 65532;
+
+/// Broker configs the `odradek broker` command takes as flags (through their environment variables);
+/// every config also goes into `broker.properties`.
+const CONFIG_FLAGS: &[(&str, &str)] = &[
+    ("num.partitions", "ODRADEK_DEFAULT_PARTITIONS"),
+    ("auto.create.topics.enable", "ODRADEK_AUTO_CREATE_TOPICS"),
+];
+
+/// Names of a Broker's children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// StatefulSet, PodDisruptionBudget and pod name prefix.
+    pub statefulset: String,
+    /// Headless Service (pod DNS).
+    pub headless: String,
+    /// Bootstrap Service (clients).
+    pub bootstrap: String,
+    /// ConfigMap.
+    pub config: String,
+}
+
+impl Names {
+    /// Children names of the Broker called `name`.
+    #[must_use]
+    pub fn of(name: &str) -> Self {
+        Self {
+            statefulset: name.to_owned(),
+            headless: format!("{name}-headless"),
+            bootstrap: format!("{name}-bootstrap"),
+            config: format!("{name}-config"),
+        }
+    }
+}
+
+/// `host:port` of the bootstrap Service of Broker `name` in `namespace`.
+#[must_use]
+pub fn bootstrap_address(name: &str, namespace: &str, cluster_domain: &str) -> String {
+    format!(
+        "{}.{namespace}.svc.{cluster_domain}:{KAFKA_PORT}",
+        Names::of(name).bootstrap
+    )
+}
+
+/// Labels selecting a Broker's pods.
+#[must_use]
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "odradek-broker".to_owned(),
+        ),
+        ("app.kubernetes.io/instance".to_owned(), name.to_owned()),
+    ])
+}
+
+/// The label selector as text, for the scale subresource.
+#[must_use]
+pub fn selector_string(name: &str) -> String {
+    selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn labels(name: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(name);
+    l.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
+    l
+}
+
+fn meta(broker: &Broker, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: broker.namespace(),
+        labels: Some(labels(&broker.name_any())),
+        owner_references: owner_ref(broker).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The `broker.properties` text of the config map: one `key=value` line per config, sorted.
+#[must_use]
+pub fn properties(broker: &Broker) -> String {
+    let mut text = String::new();
+    for (k, v) in &broker.spec.config {
+        let _ = writeln!(text, "{k}={v}");
+    }
+    text
+}
+
+/// FNV-1a of the config text: stable across releases (unlike `DefaultHasher`), enough to detect change.
+#[must_use]
+pub fn config_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The ConfigMap holding `broker.properties`.
+#[must_use]
+pub fn config_map(broker: &Broker) -> ConfigMap {
+    let names = Names::of(&broker.name_any());
+    ConfigMap {
+        metadata: meta(broker, names.config),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_owned(),
+            properties(broker),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The headless Service giving each pod a stable DNS name. Not-ready pods are published too: brokers
+/// must reach each other to become ready.
+#[must_use]
+pub fn headless_service(broker: &Broker) -> Service {
+    let name = broker.name_any();
+    let names = Names::of(&name);
+    Service {
+        metadata: meta(broker, names.headless),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&name)),
+            ports: Some(vec![port("kafka", KAFKA_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The bootstrap Service clients connect to first; only ready brokers are behind it.
+#[must_use]
+pub fn bootstrap_service(broker: &Broker) -> Service {
+    let name = broker.name_any();
+    let names = Names::of(&name);
+    Service {
+        metadata: meta(broker, names.bootstrap),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(&name)),
+            ports: Some(vec![port("kafka", KAFKA_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_owned()),
+        port,
+        target_port: Some(IntOrString::String(name.to_owned())),
+        ..ServicePort::default()
+    }
+}
+
+/// At most one broker down at a time through voluntary disruptions (drains).
+#[must_use]
+pub fn pod_disruption_budget(broker: &Broker) -> PodDisruptionBudget {
+    let name = broker.name_any();
+    PodDisruptionBudget {
+        metadata: meta(broker, Names::of(&name).statefulset),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// The StatefulSet of brokers with `replicas` pods (which differs from `spec.replicas` while a
+/// scale-down drains brokers).
+#[must_use]
+pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) -> StatefulSet {
+    let name = broker.name_any();
+    let names = Names::of(&name);
+    let advertised = format!(
+        "$(POD_NAME).{}.$(POD_NAMESPACE).svc.{}:{KAFKA_PORT}",
+        names.headless, config.cluster_domain
+    );
+    let mut env = vec![
+        env_field("POD_NAME", "metadata.name"),
+        env_field("POD_NAMESPACE", "metadata.namespace"),
+        env_field(
+            "ODRADEK_NODE_ID",
+            "metadata.labels['apps.kubernetes.io/pod-index']",
+        ),
+        env("ODRADEK_LISTEN", format!("0.0.0.0:{KAFKA_PORT}")),
+        env("ODRADEK_ADVERTISED_LISTENER", advertised),
+        env("ODRADEK_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
+        env("ODRADEK_DATA_DIR", DATA_DIR),
+        env("ODRADEK_CONFIG_FILE", format!("{CONFIG_DIR}/{CONFIG_FILE}")),
+    ];
+    for (key, var) in CONFIG_FLAGS {
+        if let Some(v) = broker.spec.config.get(*key) {
+            env.push(self::env(var, v.clone()));
+        }
+    }
+    let container = Container {
+        name: "broker".to_owned(),
+        image: Some(
+            broker
+                .spec
+                .image
+                .clone()
+                .unwrap_or_else(|| config.broker_image.clone()),
+        ),
+        args: Some(vec!["broker".to_owned()]),
+        env: Some(env),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("kafka".to_owned()),
+                container_port: KAFKA_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: HTTP_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        // Ready means registered and caught up (the broker's /readyz), so a roll never takes down the
+        // second replica of a partition.
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 6)),
+        resources: broker.spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".to_owned(),
+                mount_path: DATA_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".to_owned(),
+                mount_path: CONFIG_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    let topology_spread_constraints = broker.spec.rack.as_ref().map(|rack| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: rack.topology_key.clone(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&name)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }]
+    });
+    let mut pod_labels = labels(&name);
+    pod_labels.insert("odradek.dev/broker".to_owned(), name.clone());
+    StatefulSet {
+        metadata: meta(broker, names.statefulset),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(names.headless),
+            // Node ids are independent: start and stop pods in parallel; updates still roll one
+            // pod at a time, waiting for readiness.
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    ..RollingUpdateStatefulSetStrategy::default()
+                }),
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_owned(),
+                        config_hash(&properties(broker)),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS),
+                        run_as_group: Some(RUN_AS),
+                        fs_group: Some(RUN_AS),
+                        ..PodSecurityContext::default()
+                    }),
+                    termination_grace_period_seconds: Some(60),
+                    topology_spread_constraints,
+                    volumes: Some(vec![Volume {
+                        name: "config".to_owned(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: Names::of(&name).config,
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![volume_claim(
+                "data",
+                &broker.spec.storage.size,
+                broker.spec.storage.storage_class_name.clone(),
+            )]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// A ReadWriteOnce claim template of `size`.
+#[must_use]
+pub fn volume_claim(
+    name: &str,
+    size: &str,
+    storage_class_name: Option<String>,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.to_owned()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use odradek_crds::BrokerSpec;
+
+    pub(crate) fn broker() -> Broker {
+        let mut b = Broker::new(
+            "odradek",
+            serde_json::from_value::<BrokerSpec>(serde_json::json!({
+                "replicas": 3,
+                "config": {"num.partitions": "6", "log.retention.ms": "3600000"},
+            }))
+            .unwrap(),
+        );
+        b.metadata.namespace = Some("kafka".into());
+        b.metadata.uid = Some("uid-1".into());
+        b
+    }
+
+    fn container(sts: &StatefulSet) -> &Container {
+        &sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
+        c.env.as_ref().unwrap().iter().find(|e| e.name == name)
+    }
+
+    #[test]
+    fn statefulset_derives_node_id_from_the_pod_index_and_advertises_the_headless_name() {
+        let sts = statefulset(&broker(), 3, &ControllerConfig::default());
+        let spec = sts.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("odradek-headless"));
+        let c = container(&sts);
+        let node_id = env_value(c, "ODRADEK_NODE_ID").unwrap();
+        assert_eq!(
+            node_id
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.labels['apps.kubernetes.io/pod-index']"
+        );
+        assert_eq!(
+            env_value(c, "ODRADEK_ADVERTISED_LISTENER")
+                .unwrap()
+                .value
+                .as_deref(),
+            Some("$(POD_NAME).odradek-headless.$(POD_NAMESPACE).svc.cluster.local:9092")
+        );
+        // POD_NAME must be defined before the variable that refers to it.
+        let names: Vec<&str> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        let pos = |n| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos("POD_NAME") < pos("ODRADEK_ADVERTISED_LISTENER"));
+        assert_eq!(
+            env_value(c, "ODRADEK_DEFAULT_PARTITIONS")
+                .unwrap()
+                .value
+                .as_deref(),
+            Some("6")
+        );
+        assert_eq!(c.args.as_deref(), Some(&["broker".to_owned()][..]));
+    }
+
+    #[test]
+    fn readiness_probe_hits_readyz_on_the_http_port() {
+        let sts = statefulset(&broker(), 3, &ControllerConfig::default());
+        let c = container(&sts);
+        let probe = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(probe.path.as_deref(), Some("/readyz"));
+        assert_eq!(probe.port, IntOrString::String("http".into()));
+        let http = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|p| p.name.as_deref() == Some("http"))
+            .unwrap();
+        assert_eq!(http.container_port, 9644);
+    }
+
+    #[test]
+    fn updates_roll_one_pod_at_a_time() {
+        let sts = statefulset(&broker(), 3, &ControllerConfig::default());
+        let strategy = sts.spec.unwrap().update_strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(
+            strategy.rolling_update.unwrap().max_unavailable,
+            Some(IntOrString::Int(1))
+        );
+        let pdb = pod_disruption_budget(&broker());
+        assert_eq!(pdb.spec.unwrap().max_unavailable, Some(IntOrString::Int(1)));
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template() {
+        let b = broker();
+        let before = statefulset(&b, 3, &ControllerConfig::default());
+        let mut changed = b.clone();
+        changed
+            .spec
+            .config
+            .insert("log.retention.ms".into(), "1".into());
+        let after = statefulset(&changed, 3, &ControllerConfig::default());
+        let hash = |s: &StatefulSet| {
+            s.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_ne!(hash(&before), hash(&after));
+        assert_eq!(
+            properties(&b),
+            "log.retention.ms=3600000\nnum.partitions=6\n"
+        );
+    }
+
+    #[test]
+    fn children_are_owned_by_the_broker() {
+        let b = broker();
+        for meta in [
+            config_map(&b).metadata,
+            headless_service(&b).metadata,
+            bootstrap_service(&b).metadata,
+            pod_disruption_budget(&b).metadata,
+            statefulset(&b, 1, &ControllerConfig::default()).metadata,
+        ] {
+            let owner = &meta.owner_references.unwrap()[0];
+            assert_eq!(owner.kind, "Broker");
+            assert_eq!(owner.controller, Some(true));
+            assert_eq!(meta.namespace.as_deref(), Some("kafka"));
+        }
+        let headless = headless_service(&b).spec.unwrap();
+        assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(headless.publish_not_ready_addresses, Some(true));
+    }
+
+    #[test]
+    fn storage_becomes_the_volume_claim_template() {
+        let mut b = broker();
+        b.spec.storage.size = "50Gi".into();
+        b.spec.storage.storage_class_name = Some("fast".into());
+        let sts = statefulset(&b, 3, &ControllerConfig::default());
+        let pvc = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
+        let spec = pvc.spec.as_ref().unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
+            Quantity("50Gi".into())
+        );
+    }
+
+    #[test]
+    fn bootstrap_address_names_the_service() {
+        assert_eq!(
+            bootstrap_address("odradek", "kafka", "cluster.local"),
+            "odradek-bootstrap.kafka.svc.cluster.local:9092"
+        );
+        assert_eq!(
+            selector_string("odradek"),
+            "app.kubernetes.io/instance=odradek,app.kubernetes.io/name=odradek-broker"
+        );
+    }
+}
