@@ -10,6 +10,10 @@
 //! CEL rules (`x-kubernetes-validations`) for what the API server must never accept; each module tests its
 //! rules client-side with kube's CEL evaluator.
 
+// `#[kube(printcolumn(type_ = ...))]` repeats keys across columns by design; clippy reads them as
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 // The `KubeSchema` derive re-emits each type inside a function to build its schema; those copies keep
 // their `pub` and would trip `unreachable_pub`, so the lint is off for the type modules only.
 #[allow(unreachable_pub)]

@@ -62,7 +62,7 @@ use crate::broker::StorageSpec;
     cel,
     validation = Rule::new("has(self.job) || has(self.image)")
         .message("set job (a built-in job) or image (a user job)"),
-    validation = Rule::new("has(self.job) || size(self.command) > 0")
+    validation = Rule::new("has(self.job) || (has(self.command) && size(self.command) > 0)")
         .message("a user job (image) needs a command"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -82,10 +82,13 @@ pub struct ProcessorSpec {
     /// Arguments of the job's container, appended to the command.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Input topics. The partition count of the inputs caps the number of replicas.
+    /// Input topics (the built-in jobs read the first). The partition count of the inputs caps the
+    /// number of replicas.
     #[x_kube(validation = Rule::new("size(self) >= 1").message("a processor needs at least one input"))]
     pub inputs: Vec<String>,
-    /// Output topics the job produces to.
+    /// Output topics the job produces to. Built-in jobs name each output's role as `ROLE=TOPIC`
+    /// (`pageview-count`: `counts`; `profile-fanout`: `newsfeed`, `search`); a bare topic name is
+    /// given the job's roles in that order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
     /// Names of the job's local stores; each is backed by the topic `<processor>-<store>-changelog`.
@@ -224,9 +227,18 @@ mod tests {
     fn a_processor_needs_a_job_or_an_image_with_a_command() {
         let mut s = spec();
         s.job = None;
-        assert!(Processor::new("p", s.clone()).validate_cel().is_err());
+        let err = Processor::new("p", s.clone()).validate_cel().unwrap_err();
+        assert!(
+            format!("{err:?}").contains("set job (a built-in job) or image"),
+            "{err:?}"
+        );
         s.image = Some("example/job:1".into());
-        assert!(Processor::new("p", s.clone()).validate_cel().is_err());
+        // Without a command the rule itself must fail (not an evaluation error on a missing key).
+        let err = Processor::new("p", s.clone()).validate_cel().unwrap_err();
+        assert!(
+            format!("{err:?}").contains("a user job (image) needs a command"),
+            "{err:?}"
+        );
         s.command = vec!["/job".into()];
         assert!(Processor::new("p", s).validate_cel().is_ok());
     }
