@@ -150,6 +150,17 @@ impl OperatorArgs {
         Ok(())
     }
 
+    /// The namespaces to watch, blanks dropped (`ODRADEK_WATCH_NAMESPACES=""` means all).
+    #[must_use]
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The controllers' settings.
     #[must_use]
     pub fn controller_config(&self) -> ControllerConfig {
@@ -309,10 +320,9 @@ async fn run_controllers(
         request_timeout: Duration::from_secs(args.admin_timeout_seconds),
         ..AdminConfig::default()
     }));
-    let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
-        vec![None]
-    } else {
-        args.namespaces.iter().cloned().map(Some).collect()
+    let namespaces: Vec<Option<String>> = match args.watched_namespaces() {
+        list if list.is_empty() => vec![None],
+        list => list.into_iter().map(Some).collect(),
     };
     let mut set = JoinSet::new();
     for ns in namespaces {
@@ -462,6 +472,13 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_flag() {
+        let blank = parse(&["--namespaces", ""]);
+        assert!(blank.watched_namespaces().is_empty());
+        let spaced = parse(&["--namespaces", " a ,,b"]);
+        assert_eq!(
+            spaced.watched_namespaces(),
+            vec!["a".to_owned(), "b".to_owned()]
+        );
         let args = parse(&["--lease-grace-seconds", "20"]);
         assert_eq!(
             args.validate(),

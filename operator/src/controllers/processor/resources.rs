@@ -70,6 +70,34 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
+/// Output roles of the built-in jobs, in the order bare topic names are matched to them.
+const BUILT_IN_ROLES: &[(&str, &[&str])] = &[
+    ("pageview-count", &["counts"]),
+    ("profile-fanout", &["newsfeed", "search"]),
+];
+
+/// `ROLE=TOPIC` outputs for `odradek processor`: entries that already name a role pass through; bare
+/// topic names of a built-in job take its roles in order; other bare names pass through unchanged
+/// (a user job defines its own format).
+#[must_use]
+pub fn output_roles(job: Option<&str>, outputs: &[String]) -> Vec<String> {
+    let roles = job
+        .and_then(|j| BUILT_IN_ROLES.iter().find(|(name, _)| *name == j))
+        .map_or(&[][..], |(_, roles)| *roles);
+    let mut bare = 0;
+    outputs
+        .iter()
+        .map(|o| {
+            if o.contains('=') {
+                return o.clone();
+            }
+            let role = roles.get(bare);
+            bare += 1;
+            role.map_or_else(|| o.clone(), |r| format!("{r}={o}"))
+        })
+        .collect()
+}
+
 /// The processor's StatefulSet with `replicas` pods, consuming from the cluster at `bootstrap`.
 ///
 /// A built-in job runs `odradek processor --job <job>` (the image's entrypoint is `odradek`); a user
@@ -99,8 +127,16 @@ pub fn statefulset(
         env("ODRADEK_BOOTSTRAP", bootstrap),
         env("ODRADEK_PROCESSOR_NAME", name.clone()),
         env("ODRADEK_INSTANCE_ID", "$(POD_NAME)"),
+        // The built-in jobs read one input (`ODRADEK_INPUT`); user jobs get them all.
+        env(
+            "ODRADEK_INPUT",
+            spec.inputs.first().cloned().unwrap_or_default(),
+        ),
         env("ODRADEK_INPUTS", spec.inputs.join(",")),
-        env("ODRADEK_OUTPUTS", spec.outputs.join(",")),
+        env(
+            "ODRADEK_OUTPUTS",
+            output_roles(spec.job.as_deref(), &spec.outputs).join(","),
+        ),
         env("ODRADEK_STORES", spec.stores.join(",")),
         env("ODRADEK_STATE_DIR", STATE_DIR),
         env("ODRADEK_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
@@ -265,12 +301,34 @@ mod tests {
         assert_eq!(env_of(c, "ODRADEK_BOOTSTRAP"), Some("b:9092"));
         assert_eq!(env_of(c, "ODRADEK_PROCESSOR_NAME"), Some("pageview-count"));
         assert_eq!(env_of(c, "ODRADEK_INSTANCE_ID"), Some("$(POD_NAME)"));
-        assert_eq!(env_of(c, "ODRADEK_INPUTS"), Some("page-views"));
+        assert_eq!(env_of(c, "ODRADEK_INPUT"), Some("page-views"));
+        assert_eq!(
+            env_of(c, "ODRADEK_OUTPUTS"),
+            Some("counts=page-view-counts")
+        );
         assert_eq!(
             c.image.as_deref(),
             Some(ControllerConfig::default().processor_image.as_str())
         );
         assert_eq!(sts.metadata.owner_references.unwrap()[0].kind, "Processor");
+    }
+
+    #[test]
+    fn bare_outputs_of_built_in_jobs_get_the_jobs_roles() {
+        let outs = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            output_roles(Some("profile-fanout"), &outs(&["newsfeed", "search-index"])),
+            outs(&["newsfeed=newsfeed", "search=search-index"])
+        );
+        assert_eq!(
+            output_roles(Some("profile-fanout"), &outs(&["search=idx", "feed"])),
+            outs(&["search=idx", "newsfeed=feed"])
+        );
+        assert_eq!(output_roles(None, &outs(&["a", "b"])), outs(&["a", "b"]));
+        assert_eq!(
+            output_roles(Some("pageview-count"), &[]),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
