@@ -1,11 +1,22 @@
-//! The `odradek` binary: one subcommand per role.
+//! `odradek`: one binary for every role of an Odradek cluster.
+//!
+//! - `odradek broker`: a Kafka-compatible broker.
+//! - `odradek dev`: a local broker with the demo topics, for trying things out without Kubernetes.
+//! - `odradek operator`: the Kubernetes operator (Broker, Topic and Processor controllers).
+//! - `odradek crdgen`: writes the CustomResourceDefinitions to `manifests/crds/`.
+
+mod dev;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
-/// Odradek: a Kubernetes-native, Kafka-wire-compatible log cluster.
 #[derive(Debug, Parser)]
-#[command(name = "odradek", version, about)]
+#[command(
+    name = "odradek",
+    version,
+    about = "Kubernetes-native, Kafka-compatible log cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,58 +24,55 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker.
+    Broker(odradek_broker::BrokerArgs),
+    /// Run a local broker with the demo topics (no Kubernetes needed).
+    Dev(dev::DevArgs),
     /// Run the Kubernetes operator (Broker, Topic and Processor controllers).
     Operator(odradek_operator::OperatorArgs),
     /// Write the CustomResourceDefinitions to manifests/crds/.
     Crdgen(odradek_operator::crdgen::CrdgenArgs),
 }
 
-/// Installs the log subscriber: `ODRADEK_LOG`, else `RUST_LOG`, else `info`.
-fn init_tracing() {
-    let filter = std::env::var("ODRADEK_LOG")
-        .ok()
-        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
-/// A token cancelled on SIGTERM or Ctrl-C.
-fn shutdown_token() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                        let _ = tokio::signal::ctrl_c().await;
-                        cancel.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-        cancel.cancel();
-    });
-    token
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
-    match cli.command {
-        Command::Operator(args) => odradek_operator::run(args, shutdown_token()).await,
-        Command::Crdgen(args) => odradek_operator::crdgen::run(&args),
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("ODRADEK_LOG")
+                .or_else(|_| EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match cli.command {
+            Command::Broker(args) => odradek_broker::run(args, shutdown).await,
+            Command::Dev(args) => dev::run(args, shutdown).await,
+            Command::Operator(args) => odradek_operator::run(args, shutdown).await,
+            Command::Crdgen(args) => odradek_operator::crdgen::run(&args),
+        }
+    })
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C; a second signal exits at once.
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        tracing::error!("cannot listen for SIGTERM");
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        if n > 0 {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+        tracing::info!("signal received: shutting down");
+        token.cancel();
     }
 }

@@ -364,3 +364,37 @@ fn every_reason_has_a_condition_word_and_decisions_explain_their_numbers() {
         assert!(reason.as_str().starts_with(char::is_uppercase));
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Random capacities, partition counts and load steps (up or down): capacity covers the new load
+    /// within two decisions, there are at most two scale-ups, no scale-up ever follows a scale-down,
+    /// and the count ends where the input rate puts it.
+    #[test]
+    fn random_load_steps_converge_without_flapping(
+        capacity in 200.0f64..5_000.0,
+        partitions in 4u32..=64,
+        before in 0.2f64..20.0,
+        after in 0.2f64..20.0,
+        restore_ticks in 0u64..=6,
+    ) {
+        let cap = partitions;
+        let start = steady(before * capacity, capacity).clamp(1, cap);
+        let mut cluster = Cluster::new(capacity, partitions, start, before * capacity);
+        cluster.restore_ticks = restore_ticks;
+        cluster.run(60);
+        cluster.input_rate = after * capacity;
+        let replicas = cluster.run(300);
+        let needed_for_input = replicas_for(after * capacity, capacity).min(cap);
+        let enough = replicas.iter().position(|&r| r >= needed_for_input);
+        proptest::prop_assert!(enough.is_some_and(|i| i < 2), "{:?}", &replicas[..20]);
+        proptest::prop_assert!(ups(&replicas) <= 2, "{:?}", &replicas[..40]);
+        let first_down = replicas.windows(2).position(|w| w[1] < w[0]).unwrap_or(replicas.len());
+        proptest::prop_assert_eq!(ups(&replicas[first_down..]), 0, "{:?}", &replicas[..60]);
+        let last = replicas.last().copied().unwrap_or(0);
+        proptest::prop_assert!(last >= needed_for_input && last <= steady(after * capacity, capacity).clamp(1, cap),
+            "{} for {} records/s: {:?}", last, after * capacity, &replicas[..60]);
+        proptest::prop_assert!(replicas.iter().all(|&r| (1..=cap).contains(&r)));
+    }
+}

@@ -78,6 +78,9 @@ impl<'a> Leadership<'a> {
             replicas,
             states,
         };
+        // Start from what the cluster has, so that balancing only touches what it must: the original
+        // preferred leader if it keeps a replica, else the current leader, else the replica that
+        // leads least so far.
         for p in 0..this.replicas.len() {
             let first_choice = this.preferred[p].filter(|b| this.replicas[p].contains(b));
             let current = this.states[p]
@@ -127,6 +130,9 @@ impl<'a> Leadership<'a> {
         }
     }
 
+    /// Hands leadership along one chain from a broker leading the most partitions to one leading at
+    /// least two fewer. Sources are tried heaviest first; the first that reaches a lighter broker
+    /// wins (leader handovers move no data, so their cost only breaks ties between partitions).
     fn balance_once(&mut self) -> bool {
         let Some(fewest) = self.led.iter().map(BTreeSet::len).min() else {
             return false;

@@ -158,6 +158,35 @@ impl ReassignmentPlan {
         self.batches().next().unwrap_or(&[])
     }
 
+    /// What is left of this plan given fresh partition states: entries whose target list is in
+    /// place are dropped. `None` when the cluster no longer matches the plan (a remaining partition
+    /// has neither its planned current nor its target list, or is gone): plan again then.
+    ///
+    /// Executing a stored plan this way moves exactly the replicas it counted; planning afresh after
+    /// every batch also converges but may choose a different balanced end state and move a few more.
+    #[must_use]
+    pub fn pending(&self, partitions: &[PartitionState]) -> Option<ReassignmentPlan> {
+        let observed: BTreeMap<(&str, i32), &Vec<BrokerId>> = partitions
+            .iter()
+            .map(|state| ((state.topic.as_str(), state.partition), &state.replicas))
+            .collect();
+        let mut reassignments = Vec::with_capacity(self.reassignments.len());
+        for planned in &self.reassignments {
+            let replicas = observed.get(&(planned.topic.as_str(), planned.partition))?;
+            if **replicas == planned.target_replicas {
+                continue;
+            }
+            if **replicas != planned.current_replicas {
+                return None;
+            }
+            reassignments.push(planned.clone());
+        }
+        Some(ReassignmentPlan {
+            reassignments,
+            max_concurrent_moves: self.max_concurrent_moves,
+        })
+    }
+
     /// The whole plan cut into batches of `max_concurrent_moves`.
     pub fn batches(&self) -> impl Iterator<Item = &[PartitionReassignment]> {
         self.reassignments.chunks(self.max_concurrent_moves.max(1))

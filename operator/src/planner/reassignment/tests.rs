@@ -287,6 +287,36 @@ fn batches_hold_at_most_max_concurrent_moves_and_zero_means_one() {
 }
 
 #[test]
+fn a_stored_plan_tells_what_is_left_and_when_it_is_stale() {
+    let partitions = round_robin(&[("page-views", 6, 2)], &[0, 1]);
+    let input = input(brokers(0..3, no_rack), partitions.clone(), 0..3);
+    let plan = plan_reassignment(&input).unwrap();
+    assert_eq!(plan.pending(&partitions), Some(plan.clone()));
+
+    let first = &plan.reassignments[0];
+    let done = apply(&partitions, std::slice::from_ref(first));
+    let left = plan.pending(&done).unwrap();
+    assert_eq!(left.reassignments, plan.reassignments[1..].to_vec());
+
+    // Someone else moved a partition the plan still wants to move: plan again.
+    let second = &plan.reassignments[1];
+    let mut moved_elsewhere = done.clone();
+    for state in &mut moved_elsewhere {
+        if state.topic == second.topic && state.partition == second.partition {
+            state.replicas.reverse();
+        }
+    }
+    assert_eq!(plan.pending(&moved_elsewhere), None);
+    // A partition that disappeared (its topic was deleted) also makes the plan stale.
+    let without: Vec<PartitionState> = done
+        .iter()
+        .filter(|s| !(s.topic == second.topic && s.partition == second.partition))
+        .cloned()
+        .collect();
+    assert_eq!(plan.pending(&without), None);
+}
+
+#[test]
 fn a_partition_on_a_removed_leader_gets_its_replacement_in_the_same_place() {
     let partitions = vec![PartitionState {
         topic: "t".to_owned(),
