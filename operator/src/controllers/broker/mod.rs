@@ -62,7 +62,13 @@ pub fn error_policy(broker: Arc<Broker>, error: &Error, ctx: Arc<Context>) -> Ac
 pub async fn observe(admin: &dyn KafkaAdmin) -> Result<ClusterView, AdminError> {
     let cluster = admin.describe_cluster().await?;
     let topics = admin.describe_topics(None).await?;
-    let ongoing = admin.list_partition_reassignments().await?;
+    // A broker that does not serve ListPartitionReassignments (no replication yet) has none in
+    // flight; any other failure is a failure.
+    let ongoing = match admin.list_partition_reassignments().await {
+        Ok(ongoing) => ongoing,
+        Err(AdminError::Unsupported { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
     Ok(ClusterView {
         brokers: cluster.brokers,
         topics,
