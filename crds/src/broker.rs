@@ -68,12 +68,14 @@ pub struct BrokerSpec {
     /// CPU and memory requests and limits of each broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Broker configs and default topic configs by their Kafka names (e.g. `num.partitions`,
-    /// `auto.create.topics.enable`, `log.retention.ms`). Changing them rolls the brokers one at a time.
+    /// Broker configs and default topic configs by their Kafka names: `num.partitions` and
+    /// `auto.create.topics.enable` configure the broker; every other entry is a default topic config
+    /// by its topic-level name (e.g. `retention.ms`, `cleanup.policy`). Changing them rolls the
+    /// brokers one at a time.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
-    /// Zone awareness: brokers take their rack from this node label, replicas of a partition are spread
-    /// over racks and pods over topology domains.
+    /// Zone awareness: broker pods are spread over the domains of this node label (topology spread
+    /// constraints); replicas are spread over racks as far as the brokers report racks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<RackSpec>,
     /// How partition replicas are rebalanced when the cluster scales.
@@ -184,7 +186,7 @@ pub struct BrokerStatus {
 pub struct BrokerRow {
     /// Kafka node id (= the pod ordinal).
     pub id: i32,
-    /// Whether the broker's pod is ready.
+    /// Whether the broker is registered (unfenced) in the cluster's metadata.
     pub ready: bool,
     /// Number of partition replicas on this broker.
     pub partitions: i32,

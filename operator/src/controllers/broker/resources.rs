@@ -12,10 +12,10 @@ use k8s_openapi::api::apps::v1::{
     RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort,
-    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    ServiceSpec, TopologySpreadConstraint, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,17 +33,13 @@ pub const KAFKA_PORT: i32 = 9092;
 pub const HTTP_PORT: i32 = 9644;
 /// Where a broker keeps its log.
 pub const DATA_DIR: &str = "/var/lib/odradek";
-/// Where the broker config file is mounted.
-pub const CONFIG_DIR: &str = "/etc/odradek";
-/// Name of the config file in the ConfigMap.
-pub const CONFIG_FILE: &str = "broker.properties";
 /// Annotation on the pod template carrying a hash of the config, so that a config change rolls pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "odradek.dev/config-hash";
 /// Non-root user of the image.
 const RUN_AS: i64 = 65532;
 
-/// Broker configs the `odradek broker` command takes as flags (through their environment variables);
-/// every config also goes into `broker.properties`.
+/// Broker configs (Kafka names) that `odradek broker` takes as flags, and the variables that set them.
+/// Every other config is a default topic config and goes into `ODRADEK_TOPIC_CONFIG`.
 const CONFIG_FLAGS: &[(&str, &str)] = &[
     ("num.partitions", "ODRADEK_DEFAULT_PARTITIONS"),
     ("auto.create.topics.enable", "ODRADEK_AUTO_CREATE_TOPICS"),
@@ -122,11 +118,31 @@ fn meta(broker: &Broker, name: String) -> ObjectMeta {
     }
 }
 
-/// The `broker.properties` text of the config map: one `key=value` line per config, sorted.
+/// The broker's environment from `spec.config`: known broker configs become their flag variables,
+/// the rest `ODRADEK_TOPIC_CONFIG=key=value,...` (default topic configs by their topic-level names).
+#[must_use]
+pub fn config_env(broker: &Broker) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut topic = Vec::new();
+    for (key, value) in &broker.spec.config {
+        match CONFIG_FLAGS.iter().find(|(k, _)| k == key) {
+            Some((_, var)) => {
+                env.insert((*var).to_owned(), value.clone());
+            }
+            None => topic.push(format!("{key}={value}")),
+        }
+    }
+    if !topic.is_empty() {
+        env.insert("ODRADEK_TOPIC_CONFIG".to_owned(), topic.join(","));
+    }
+    env
+}
+
+/// The config as text (sorted `KEY=value` lines), whose hash rolls the pods when it changes.
 #[must_use]
 pub fn properties(broker: &Broker) -> String {
     let mut text = String::new();
-    for (k, v) in &broker.spec.config {
+    for (k, v) in config_env(broker) {
         let _ = writeln!(text, "{k}={v}");
     }
     text
@@ -143,16 +159,13 @@ pub fn config_hash(text: &str) -> String {
     format!("{h:016x}")
 }
 
-/// The ConfigMap holding `broker.properties`.
+/// The ConfigMap holding the broker's configuration as environment variables (`envFrom`).
 #[must_use]
 pub fn config_map(broker: &Broker) -> ConfigMap {
     let names = Names::of(&broker.name_any());
     ConfigMap {
         metadata: meta(broker, names.config),
-        data: Some(BTreeMap::from([(
-            CONFIG_FILE.to_owned(),
-            properties(broker),
-        )])),
+        data: Some(config_env(broker)),
         ..ConfigMap::default()
     }
 }
@@ -264,7 +277,7 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
         "$(POD_NAME).{}.$(POD_NAMESPACE).svc.{}:{KAFKA_PORT}",
         names.headless, config.cluster_domain
     );
-    let mut env = vec![
+    let env = vec![
         env_field("POD_NAME", "metadata.name"),
         env_field("POD_NAMESPACE", "metadata.namespace"),
         env_field(
@@ -275,13 +288,7 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
         env("ODRADEK_ADVERTISED_LISTENER", advertised),
         env("ODRADEK_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
         env("ODRADEK_DATA_DIR", DATA_DIR),
-        env("ODRADEK_CONFIG_FILE", format!("{CONFIG_DIR}/{CONFIG_FILE}")),
     ];
-    for (key, var) in CONFIG_FLAGS {
-        if let Some(v) = broker.spec.config.get(*key) {
-            env.push(self::env(var, v.clone()));
-        }
-    }
     let container = Container {
         name: "broker".to_owned(),
         image: Some(
@@ -293,6 +300,13 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
         ),
         args: Some(vec!["broker".to_owned()]),
         env: Some(env),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: names.config.clone(),
+                ..ConfigMapEnvSource::default()
+            }),
+            ..EnvFromSource::default()
+        }]),
         ports: Some(vec![
             ContainerPort {
                 name: Some("kafka".to_owned()),
@@ -310,19 +324,11 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
         resources: broker.spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".to_owned(),
-                mount_path: DATA_DIR.to_owned(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".to_owned(),
-                mount_path: CONFIG_DIR.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_owned(),
+            mount_path: DATA_DIR.to_owned(),
+            ..VolumeMount::default()
+        }]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -383,14 +389,6 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
                     }),
                     termination_grace_period_seconds: Some(60),
                     topology_spread_constraints,
-                    volumes: Some(vec![Volume {
-                        name: "config".to_owned(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: Names::of(&name).config,
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
                     ..PodSpec::default()
                 }),
             },
@@ -503,13 +501,9 @@ mod tests {
             .collect();
         let pos = |n| names.iter().position(|x| *x == n).unwrap();
         assert!(pos("POD_NAME") < pos("ODRADEK_ADVERTISED_LISTENER"));
-        assert_eq!(
-            env_value(c, "ODRADEK_DEFAULT_PARTITIONS")
-                .unwrap()
-                .value
-                .as_deref(),
-            Some("6")
-        );
+        // Config arrives through the ConfigMap, so a change of it rolls the pods (hash annotation).
+        let from = &c.env_from.as_ref().unwrap()[0];
+        assert_eq!(from.config_map_ref.as_ref().unwrap().name, "odradek-config");
         assert_eq!(c.args.as_deref(), Some(&["broker".to_owned()][..]));
     }
 
@@ -575,7 +569,30 @@ mod tests {
         assert_ne!(hash(&before), hash(&after));
         assert_eq!(
             properties(&b),
-            "log.retention.ms=3600000\nnum.partitions=6\n"
+            "ODRADEK_DEFAULT_PARTITIONS=6\nODRADEK_TOPIC_CONFIG=log.retention.ms=3600000\n"
+        );
+    }
+
+    #[test]
+    fn broker_configs_become_flag_variables_and_the_rest_default_topic_configs() {
+        let mut b = broker();
+        b.spec
+            .config
+            .insert("auto.create.topics.enable".into(), "true".into());
+        b.spec
+            .config
+            .insert("cleanup.policy".into(), "delete".into());
+        let data = config_map(&b).data.unwrap();
+        assert_eq!(
+            data,
+            BTreeMap::from([
+                ("ODRADEK_AUTO_CREATE_TOPICS".to_owned(), "true".to_owned()),
+                ("ODRADEK_DEFAULT_PARTITIONS".to_owned(), "6".to_owned()),
+                (
+                    "ODRADEK_TOPIC_CONFIG".to_owned(),
+                    "cleanup.policy=delete,log.retention.ms=3600000".to_owned()
+                ),
+            ])
         );
     }
 
