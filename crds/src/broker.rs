@@ -83,7 +83,8 @@ pub struct BrokerSpec {
     pub rebalance: RebalanceSpec,
 }
 
-/// A PersistentVolumeClaim template for local state.
+/// A PersistentVolumeClaim template for local state. Kubernetes cannot change the volume claims of a
+/// running StatefulSet, so changes apply to clusters created afterwards.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {

@@ -88,6 +88,21 @@ where
     Ok(())
 }
 
+/// Keeps the immutable parts of an existing StatefulSet in the desired one: Kubernetes rejects any
+/// change of `volumeClaimTemplates`, so a changed storage spec applies to new clusters only instead of
+/// failing every reconcile.
+pub(crate) fn keep_immutable(
+    desired: &mut k8s_openapi::api::apps::v1::StatefulSet,
+    existing: Option<&k8s_openapi::api::apps::v1::StatefulSet>,
+) {
+    let templates = existing
+        .and_then(|e| e.spec.as_ref())
+        .and_then(|s| s.volume_claim_templates.clone());
+    if let (Some(templates), Some(spec)) = (templates, desired.spec.as_mut()) {
+        spec.volume_claim_templates = Some(templates);
+    }
+}
+
 /// Retry delay after the `failures`-th consecutive failure: transient errors back off exponentially
 /// from `base` to `max`, permanent ones wait `permanent`; both are spread by ±25 % jitter (`jitter` in
 /// `[0, 1)`) so that many failing objects do not retry in lockstep.
@@ -151,6 +166,30 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn existing_volume_claim_templates_are_kept() {
+        use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+        use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+        let sts = |claim: &str| StatefulSet {
+            spec: Some(StatefulSetSpec {
+                volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                        name: Some(claim.to_owned()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut desired = sts("new");
+        keep_immutable(&mut desired, None);
+        assert_eq!(desired, sts("new"));
+        keep_immutable(&mut desired, Some(&sts("old")));
+        assert_eq!(desired, sts("old"));
+    }
 
     #[test]
     fn transient_errors_back_off_exponentially_up_to_the_cap() {

@@ -25,7 +25,7 @@ use odradek_crds::broker::{BrokerRow, BrokerStatus};
 use self::scale::{ClusterView, ScaleError, ScaleStep};
 use crate::admin::{AdminError, KafkaAdmin};
 use crate::conditions::{self, FALSE, NewCondition, TRUE};
-use crate::controllers::{apply, apply_status, key, name_ns};
+use crate::controllers::{apply, apply_status, keep_immutable, key, name_ns};
 use crate::{Context, Error, Result};
 
 /// The controller's name in metrics and logs.
@@ -95,10 +95,11 @@ async fn apply_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
     .await?;
 
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
-    let current = statefulsets
-        .get_opt(&name)
-        .await?
-        .and_then(|s| s.spec.and_then(|s| s.replicas));
+    let existing = statefulsets.get_opt(&name).await?;
+    let current = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas);
 
     let bootstrap = resources::bootstrap_address(&name, &ns, &ctx.config.cluster_domain);
     // A cluster that does not answer yet (pods starting) is normal; only a scale-down needs it.
@@ -132,11 +133,9 @@ async fn apply_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
         Err(ScaleError::Plan(e)) => return Err(Error::Plan(e)),
     };
 
-    let sts = apply(
-        &statefulsets,
-        &resources::statefulset(broker, step.statefulset_replicas, &ctx.config),
-    )
-    .await?;
+    let mut desired = resources::statefulset(broker, step.statefulset_replicas, &ctx.config);
+    keep_immutable(&mut desired, existing.as_ref());
+    let sts = apply(&statefulsets, &desired).await?;
 
     if !step.submit.is_empty() {
         ctx.admin

@@ -21,7 +21,7 @@ use odradek_crds::{Broker, Processor};
 use self::lag::{LagSample, Rates};
 use crate::conditions::{self, FALSE, NewCondition, TRUE};
 use crate::controllers::broker::resources::bootstrap_address;
-use crate::controllers::{apply, apply_status, key, name_ns};
+use crate::controllers::{apply, apply_status, keep_immutable, key, name_ns};
 use crate::planner::autoscaler::{self, AutoscalePolicy, AutoscalerState, ProcessorObservation};
 use crate::{Context, Error, Result};
 
@@ -196,11 +196,9 @@ async fn apply_processor(processor: &Processor, ctx: &Context) -> Result<Action>
         (desired, decision.map(|d| (d, rates)))
     };
 
-    let sts = apply(
-        &statefulsets,
-        &resources::statefulset(processor, desired, &bootstrap, &ctx.config),
-    )
-    .await?;
+    let mut wanted = resources::statefulset(processor, desired, &bootstrap, &ctx.config);
+    keep_immutable(&mut wanted, existing.as_ref());
+    let sts = apply(&statefulsets, &wanted).await?;
     let sts_status = sts.status.unwrap_or_default();
 
     let rates = decision.as_ref().and_then(|(_, r)| *r).or_else(|| {
