@@ -360,3 +360,57 @@ fn the_oldest_topic_wins_and_names_break_ties() {
     assert_eq!(older_owner(&b, &all_same), Some("a".to_owned()));
     assert_eq!(older_owner(&a2, &all_same), None);
 }
+
+#[tokio::test]
+async fn deletion_while_the_cluster_is_being_deleted_releases_the_finalizer_without_kafka() {
+    let (connector, admin) = cluster();
+    admin.add_topic("page-views", 6, 1);
+    let t = deleting(topic("page-views", 1_000));
+    let (ctx, mut api) = fixtures::context(connector, vec![t.clone()]);
+    let mut going = broker();
+    going["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let reply = to_json(&t);
+    fixtures::run(reconcile(Arc::new(t), ctx), async {
+        api.expect("GET", BROKER_GET, &going).await;
+        let patch = api
+            .expect("PATCH", &format!("{TOPICS}/page-views?"), &reply)
+            .await;
+        assert_eq!(patch, finalizer_removal());
+    })
+    .await
+    .unwrap();
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn raising_partitions_in_the_spec_is_announced_as_a_normal_event() {
+    let (connector, admin) = cluster();
+    admin.add_topic("page-views", 3, 1);
+    admin.lock().configs.insert(
+        "page-views".into(),
+        BTreeMap::from([("retention.ms".to_owned(), "3600000".to_owned())]),
+    );
+    let mut t = finalized(topic("page-views", 1_000));
+    // Generation 2 was not applied yet: the difference is the user's change, not drift.
+    t.metadata.generation = Some(2);
+    t.status = Some(TopicStatus {
+        observed_generation: Some(1),
+        ..TopicStatus::default()
+    });
+    let (ctx, mut api) = fixtures::context(connector, vec![t.clone()]);
+    let base = to_json(&t);
+    fixtures::run(reconcile(Arc::new(t), ctx), async {
+        api.expect("GET", BROKER_GET, &broker()).await;
+        let event = api.expect_event("kafka").await;
+        assert_eq!(event["reason"], "PartitionsRaised");
+        assert_eq!(event["type"], "Normal");
+        let status = api.expect_status(STATUS_APPLY, &base).await;
+        assert_eq!(status["status"]["observedGeneration"], 2);
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        admin.calls(),
+        vec!["create_partitions page-views total=6".to_owned()]
+    );
+}
