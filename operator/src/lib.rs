@@ -1,7 +1,7 @@
 //! The Odradek operator: kube-rs controllers for `Broker`, `Topic` and `Processor`.
 //!
 //! # Layout
-//! - [`run`]: `odradek operator`: flags, leader election on a Lease, HTTP endpoints, and the
+//! - [`mod@run`]: `odradek operator`: flags, leader election on a Lease, HTTP endpoints, and the
 //!   controllers of every watched namespace, with graceful shutdown.
 //! - [`controllers`]: one module per kind. Each has a `reconcile` (the only entry point the runtime
 //!   calls), pure builders of the desired children (`resources`), and pure decision functions
