@@ -237,7 +237,9 @@ async fn lead_and_run(
         .with_identity(&identity)
         .with_duration(args.lease_duration_seconds)
         .with_grace(args.lease_grace_seconds)
-        .with_field_manager(crate::controllers::FIELD_MANAGER)
+        // One field manager per replica: the Lease's server-side apply conflicts are what keep two
+        // replicas from both holding it.
+        .with_field_manager(lease_field_manager(&identity))
         .build()
         .await
         .context("cannot set up leader election")?;
@@ -297,6 +299,11 @@ async fn wait_for_loss(leading: &mut tokio::sync::watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// The field manager of this replica's Lease writes.
+fn lease_field_manager(identity: &str) -> String {
+    format!("{}-lease-{identity}", crate::controllers::FIELD_MANAGER)
 }
 
 /// This replica's identity in the Lease: the pod name and a random suffix.
@@ -468,6 +475,14 @@ mod tests {
         assert!(!args.leader_election);
         assert_eq!(args.http, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(args.controller_config().resync, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn replicas_write_the_lease_under_distinct_field_managers() {
+        let (a, b) = (identity(), identity());
+        assert_ne!(a, b);
+        assert_ne!(lease_field_manager(&a), lease_field_manager(&b));
+        assert_ne!(lease_field_manager(&a), crate::controllers::FIELD_MANAGER);
     }
 
     #[test]
