@@ -247,38 +247,16 @@ async fn lead_and_run(
     ready.store(true, Ordering::Relaxed);
     tracing::info!(%identity, lease = %args.lease_name, %namespace, "waiting for the leader lease");
 
-    // Stand by until leading or asked to stop.
-    while !*leading.borrow_and_update() {
-        tokio::select! {
-            () = shutdown.cancelled() => {
-                drop(leading);
-                let _ = lease_task.await;
-                return Ok(());
-            }
-            changed = leading.changed() => changed.context("leader election stopped")?,
-        }
-    }
-    tracing::info!(%identity, "acquired the leader lease");
-    metrics.set_leader(true);
-
-    let controllers_stop = shutdown.child_token();
-    let controllers = run_controllers(
-        args,
-        client,
-        metrics.clone(),
-        identity,
-        controllers_stop.clone(),
-    );
-    tokio::pin!(controllers);
-    let lost = tokio::select! {
-        result = &mut controllers => { result?; false }
-        () = wait_for_loss(&mut leading) => true,
-    };
-    if lost {
-        tracing::error!("lost the leader lease; stopping controllers");
-        controllers_stop.cancel();
-        controllers.await?;
-    }
+    let term = follow_leadership(
+        &mut leading,
+        &shutdown,
+        || {
+            tracing::info!(%identity, "acquired the leader lease");
+            metrics.set_leader(true);
+        },
+        |stop| run_controllers(args, client, metrics.clone(), identity.clone(), stop),
+    )
+    .await;
     metrics.set_leader(false);
     // Dropping the receiver makes the lease task release the Lease for the next leader.
     drop(leading);
@@ -287,10 +265,55 @@ async fn lead_and_run(
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the leader lease"),
         Err(e) => tracing::warn!(error = %e, "leader election task failed"),
     }
-    if lost {
-        anyhow::bail!("lost the leader lease");
+    match term? {
+        Term::Lost => anyhow::bail!("lost the leader lease"),
+        Term::ShutdownWhileStandby | Term::Finished => Ok(()),
     }
-    Ok(())
+}
+
+/// How a replica's time with the Lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Term {
+    /// Shut down before ever leading.
+    ShutdownWhileStandby,
+    /// Led until the controllers finished (shutdown).
+    Finished,
+    /// Lost the Lease while leading; the controllers were stopped.
+    Lost,
+}
+
+/// Stands by until `leading` says this replica leads, then runs `controllers` with a stop token until
+/// they finish (shutdown) or leadership is lost, in which case the token is cancelled and the
+/// controllers are awaited: a replica never reconciles without the Lease.
+async fn follow_leadership<F, Fut>(
+    leading: &mut tokio::sync::watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+    on_lead: impl FnOnce(),
+    controllers: F,
+) -> anyhow::Result<Term>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    while !*leading.borrow_and_update() {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(Term::ShutdownWhileStandby),
+            changed = leading.changed() => changed.context("leader election stopped")?,
+        }
+    }
+    on_lead();
+    let stop = shutdown.child_token();
+    let running = controllers(stop.clone());
+    tokio::pin!(running);
+    tokio::select! {
+        result = &mut running => result.map(|()| Term::Finished),
+        () = wait_for_loss(leading) => {
+            tracing::error!("lost the leader lease; stopping controllers");
+            stop.cancel();
+            running.await?;
+            Ok(Term::Lost)
+        }
+    }
 }
 
 async fn wait_for_loss(leading: &mut tokio::sync::watch::Receiver<bool>) {
@@ -475,6 +498,102 @@ mod tests {
         assert!(!args.leader_election);
         assert_eq!(args.http, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(args.controller_config().resync, Duration::from_secs(300));
+    }
+
+    /// Controllers that run until stopped and record that they ran.
+    fn controllers(
+        ran: &Arc<AtomicBool>,
+    ) -> impl FnOnce(CancellationToken) -> futures::future::BoxFuture<'static, anyhow::Result<()>>
+    {
+        let ran = ran.clone();
+        move |stop: CancellationToken| {
+            Box::pin(async move {
+                ran.store(true, Ordering::SeqCst);
+                stop.cancelled().await;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_standby_never_runs_controllers_and_shuts_down_cleanly() {
+        let (_tx, mut rx) = tokio::sync::watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let ran = Arc::new(AtomicBool::new(false));
+        let task = {
+            let shutdown = shutdown.clone();
+            let ran = ran.clone();
+            tokio::spawn(async move {
+                follow_leadership(&mut rx, &shutdown, || {}, controllers(&ran)).await
+            })
+        };
+        tokio::task::yield_now().await;
+        shutdown.cancel();
+        assert_eq!(task.await.unwrap().unwrap(), Term::ShutdownWhileStandby);
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_leader_runs_controllers_until_shutdown() {
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let ran = Arc::new(AtomicBool::new(false));
+        let led = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (shutdown, ran, led) = (shutdown.clone(), ran.clone(), led.clone());
+            tokio::spawn(async move {
+                follow_leadership(
+                    &mut rx,
+                    &shutdown,
+                    move || led.store(true, Ordering::SeqCst),
+                    controllers(&ran),
+                )
+                .await
+            })
+        };
+        tx.send(true).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !ran.load(Ordering::SeqCst) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "controllers never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(led.load(Ordering::SeqCst));
+        shutdown.cancel();
+        assert_eq!(task.await.unwrap().unwrap(), Term::Finished);
+    }
+
+    #[tokio::test]
+    async fn losing_the_lease_stops_the_controllers() {
+        let (tx, mut rx) = tokio::sync::watch::channel(true);
+        let shutdown = CancellationToken::new();
+        let ran = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (shutdown, ran) = (shutdown.clone(), ran.clone());
+            tokio::spawn(async move {
+                follow_leadership(&mut rx, &shutdown, || {}, controllers(&ran)).await
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !ran.load(Ordering::SeqCst) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "controllers never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        tx.send(false).unwrap();
+        // The controllers only return once their stop token is cancelled.
+        let term = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap();
+        assert_eq!(term.unwrap().unwrap(), Term::Lost);
+        assert!(
+            !shutdown.is_cancelled(),
+            "losing the lease is not a process shutdown"
+        );
     }
 
     #[test]
