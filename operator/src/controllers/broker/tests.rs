@@ -307,3 +307,53 @@ async fn a_scale_down_with_an_unreachable_cluster_fails_transiently_without_shri
     .unwrap_err();
     assert!(err.is_transient(), "{err}");
 }
+
+#[tokio::test]
+async fn after_a_scale_up_the_new_brokers_receive_replicas() {
+    let (connector, admin) = cluster(3);
+    admin.add_topic("page-views", 10, 2);
+    // Brokers 3 and 4 registered after the StatefulSet grew.
+    admin.lock().brokers = FakeAdmin::with_brokers(5).lock().brokers.clone();
+    let (ctx, mut api) = fixtures::context(connector, vec![]);
+    let poll = ctx.config.poll;
+    let base = fixtures::json(&broker(5));
+    let action = fixtures::run(reconcile(Arc::new(broker(5)), ctx), async {
+        expect_children(&mut api).await;
+        api.expect("GET", STS_GET, &existing_statefulset(5, 5))
+            .await;
+        let sts = api
+            .expect_apply(
+                &apply_uri("/apis/apps/v1/namespaces/kafka/statefulsets/odradek"),
+                Some(json!({"replicas": 5, "readyReplicas": 5})),
+            )
+            .await;
+        assert_eq!(sts["spec"]["replicas"], 5);
+        let event = api.expect_event("kafka").await;
+        assert_eq!(event["reason"], "Rebalancing");
+        let status = api
+            .expect_status(
+                &apply_uri("/apis/odradek.dev/v1alpha1/namespaces/kafka/brokers/odradek/status"),
+                &base,
+            )
+            .await;
+        let rebalancing = condition(&status, REBALANCING).unwrap();
+        assert_eq!(rebalancing["status"], "True");
+        assert_eq!(rebalancing["reason"], "ScaleUp");
+        assert_eq!(status["status"]["reassignment"]["targetReplicas"], 5);
+        // Rows for all five brokers; the new ones hold nothing until the moves finish.
+        let rows = status["status"]["brokers"].as_array().unwrap();
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[4]["partitions"], 0);
+    })
+    .await
+    .unwrap();
+    assert_eq!(action, Action::requeue(poll));
+    let calls = admin.calls();
+    assert!(!calls.is_empty());
+    // "reassign <topic>-<partition> Some([targets])": some target is a new broker.
+    let onto_new = calls.iter().any(|c| {
+        let targets = c.rsplit_once(' ').map(|(_, t)| t).unwrap_or_default();
+        targets.contains('3') || targets.contains('4')
+    });
+    assert!(onto_new, "no replica moves onto the new brokers: {calls:?}");
+}
