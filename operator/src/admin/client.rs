@@ -27,6 +27,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
+mod cluster;
+mod offsets;
+mod topics;
+
 use super::connection::Connection;
 use super::{
     AdminConnector, AdminError, BrokerNode, ClusterDescription, ConfigOp, ConfigValue, KafkaAdmin,
@@ -221,434 +225,59 @@ fn topic_id_text(id: &uuid::Uuid) -> String {
     out
 }
 
+/// The requests themselves live in `client/{topics,cluster,offsets}.rs`, one group of APIs each.
 #[async_trait::async_trait]
 impl KafkaAdmin for KafkaAdminClient {
-    async fn describe_cluster(&self) -> Result<ClusterDescription, AdminError> {
-        let response = self
-            .send(None, |_| DescribeClusterRequest::default())
-            .await?;
-        if let Some(e) = AdminError::from_code(
-            "DescribeCluster",
-            "cluster",
-            response.error_code,
-            opt_text(response.error_message.as_ref()),
-        ) {
-            return Err(e);
-        }
-        let mut brokers: Vec<BrokerNode> = response
-            .brokers
-            .iter()
-            .filter(|b| !b.is_fenced)
-            .map(|b| BrokerNode {
-                id: b.broker_id.0,
-                host: text(&b.host),
-                port: b.port,
-                rack: opt_text(b.rack.as_ref()),
-            })
-            .collect();
-        brokers.sort_by_key(|b| b.id);
-        Ok(ClusterDescription {
-            cluster_id: text(&response.cluster_id),
-            controller_id: response.controller_id.0,
-            brokers,
-        })
-    }
-
     async fn describe_topics(
         &self,
         names: Option<&[String]>,
     ) -> Result<Vec<TopicDescription>, AdminError> {
-        let metadata = self.metadata(names).await?;
-        let mut topics = Vec::new();
-        for t in &metadata.topics {
-            let name = t.name.as_ref().map(|n| text(&n.0)).unwrap_or_default();
-            if t.error_code == UNKNOWN_TOPIC_OR_PARTITION {
-                continue;
-            }
-            if let Some(e) = AdminError::from_code("Metadata", &name, t.error_code, None) {
-                return Err(e);
-            }
-            let mut partitions: Vec<PartitionDescription> = t
-                .partitions
-                .iter()
-                .map(|p| PartitionDescription {
-                    partition: p.partition_index,
-                    leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
-                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
-                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
-                })
-                .collect();
-            partitions.sort_by_key(|p| p.partition);
-            topics.push(TopicDescription {
-                name,
-                topic_id: topic_id_text(&t.topic_id),
-                is_internal: t.is_internal,
-                partitions,
-            });
-        }
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(topics)
+        self.describe_topics_impl(names).await
     }
 
     async fn create_topic(&self, topic: &NewTopic) -> Result<String, AdminError> {
-        let creatable = CreatableTopic::default()
-            .with_name(topic_name(&topic.name))
-            .with_num_partitions(topic.partitions)
-            .with_replication_factor(topic.replication_factor)
-            .with_configs(
-                topic
-                    .configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.clone()))
-                            .with_value(Some(StrBytes::from_string(v.clone())))
-                    })
-                    .collect(),
-            );
-        let timeout = timeout_ms(self.config.request_timeout);
-        let response = self
-            .send(None, |_| {
-                CreateTopicsRequest::default()
-                    .with_topics(vec![creatable.clone()])
-                    .with_timeout_ms(timeout)
-            })
-            .await?;
-        let result = response
-            .topics
-            .iter()
-            .find(|t| t.name.0.as_str() == topic.name)
-            .ok_or_else(|| AdminError::Protocol {
-                addr: self.bootstrap.join(","),
-                api: "CreateTopics",
-                message: format!("no result for topic {}", topic.name),
-            })?;
-        if let Some(e) = AdminError::from_code(
-            "CreateTopics",
-            &topic.name,
-            result.error_code,
-            opt_text(result.error_message.as_ref()),
-        ) {
-            return Err(e);
-        }
-        Ok(topic_id_text(&result.topic_id))
+        self.create_topic_impl(topic).await
     }
 
     async fn create_partitions(&self, topic: &str, total: i32) -> Result<(), AdminError> {
-        let timeout = timeout_ms(self.config.request_timeout);
-        let response = self
-            .send(None, |_| {
-                CreatePartitionsRequest::default()
-                    .with_topics(vec![
-                        CreatePartitionsTopic::default()
-                            .with_name(topic_name(topic))
-                            .with_count(total),
-                    ])
-                    .with_timeout_ms(timeout)
-            })
-            .await?;
-        for r in &response.results {
-            if let Some(e) = AdminError::from_code(
-                "CreatePartitions",
-                topic,
-                r.error_code,
-                opt_text(r.error_message.as_ref()),
-            ) {
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.create_partitions_impl(topic, total).await
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<(), AdminError> {
-        let timeout = timeout_ms(self.config.request_timeout);
-        let response = self
-            .send(None, |version| {
-                let request = DeleteTopicsRequest::default().with_timeout_ms(timeout);
-                // v6 names topics in `topics` (name or id); older versions in `topic_names`.
-                if version >= 6 {
-                    request.with_topics(vec![
-                        DeleteTopicState::default().with_name(Some(topic_name(topic))),
-                    ])
-                } else {
-                    request.with_topic_names(vec![topic_name(topic)])
-                }
-            })
-            .await?;
-        for r in &response.responses {
-            if let Some(e) = AdminError::from_code(
-                "DeleteTopics",
-                topic,
-                r.error_code,
-                opt_text(r.error_message.as_ref()),
-            ) {
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.delete_topic_impl(topic).await
     }
 
     async fn describe_topic_configs(
         &self,
         topic: &str,
     ) -> Result<BTreeMap<String, ConfigValue>, AdminError> {
-        let response = self
-            .send(None, |_| {
-                DescribeConfigsRequest::default().with_resources(vec![
-                    DescribeConfigsResource::default()
-                        .with_resource_type(RESOURCE_TOPIC)
-                        .with_resource_name(StrBytes::from_string(topic.to_owned()))
-                        .with_configuration_keys(None),
-                ])
-            })
-            .await?;
-        let mut configs = BTreeMap::new();
-        for r in &response.results {
-            if let Some(e) = AdminError::from_code(
-                "DescribeConfigs",
-                topic,
-                r.error_code,
-                opt_text(r.error_message.as_ref()),
-            ) {
-                return Err(e);
-            }
-            for c in &r.configs {
-                configs.insert(
-                    text(&c.name),
-                    ConfigValue {
-                        value: opt_text(c.value.as_ref()),
-                        is_topic_override: c.config_source == SOURCE_DYNAMIC_TOPIC_CONFIG,
-                    },
-                );
-            }
-        }
-        Ok(configs)
+        self.describe_topic_configs_impl(topic).await
     }
 
     async fn alter_topic_configs(&self, topic: &str, ops: &[ConfigOp]) -> Result<(), AdminError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let configs: Vec<AlterableConfig> = ops
-            .iter()
-            .map(|op| match op {
-                ConfigOp::Set { name, value } => AlterableConfig::default()
-                    .with_name(StrBytes::from_string(name.clone()))
-                    .with_config_operation(OP_SET)
-                    .with_value(Some(StrBytes::from_string(value.clone()))),
-                ConfigOp::Delete { name } => AlterableConfig::default()
-                    .with_name(StrBytes::from_string(name.clone()))
-                    .with_config_operation(OP_DELETE)
-                    .with_value(None),
-            })
-            .collect();
-        let response = self
-            .send(None, |_| {
-                IncrementalAlterConfigsRequest::default().with_resources(vec![
-                    AlterConfigsResource::default()
-                        .with_resource_type(RESOURCE_TOPIC)
-                        .with_resource_name(StrBytes::from_string(topic.to_owned()))
-                        .with_configs(configs.clone()),
-                ])
-            })
-            .await?;
-        for r in &response.responses {
-            if let Some(e) = AdminError::from_code(
-                "IncrementalAlterConfigs",
-                topic,
-                r.error_code,
-                opt_text(r.error_message.as_ref()),
-            ) {
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.alter_topic_configs_impl(topic, ops).await
+    }
+
+    async fn describe_cluster(&self) -> Result<ClusterDescription, AdminError> {
+        self.describe_cluster_impl().await
     }
 
     async fn alter_partition_reassignments(
         &self,
         reassignments: &[PartitionReassignmentRequest],
     ) -> Result<(), AdminError> {
-        let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
-        for r in reassignments {
-            by_topic.entry(&r.topic).or_default().push(
-                ReassignablePartition::default()
-                    .with_partition_index(r.partition)
-                    .with_replicas(
-                        r.replicas
-                            .as_ref()
-                            .map(|rs| rs.iter().copied().map(BrokerId).collect()),
-                    ),
-            );
-        }
-        let topics: Vec<ReassignableTopic> = by_topic
-            .into_iter()
-            .map(|(name, partitions)| {
-                ReassignableTopic::default()
-                    .with_name(topic_name(name))
-                    .with_partitions(partitions)
-            })
-            .collect();
-        let timeout = timeout_ms(self.config.request_timeout);
-        let response = self
-            .send(None, |_| {
-                AlterPartitionReassignmentsRequest::default()
-                    .with_timeout_ms(timeout)
-                    .with_topics(topics.clone())
-            })
-            .await?;
-        if let Some(e) = AdminError::from_code(
-            "AlterPartitionReassignments",
-            "cluster",
-            response.error_code,
-            opt_text(response.error_message.as_ref()),
-        ) {
-            return Err(e);
-        }
-        for t in &response.responses {
-            for p in &t.partitions {
-                let resource = format!("{}-{}", t.name.0.as_str(), p.partition_index);
-                if let Some(e) = AdminError::from_code(
-                    "AlterPartitionReassignments",
-                    resource,
-                    p.error_code,
-                    opt_text(p.error_message.as_ref()),
-                ) {
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
+        self.alter_partition_reassignments_impl(reassignments).await
     }
 
     async fn list_partition_reassignments(&self) -> Result<Vec<OngoingReassignment>, AdminError> {
-        let timeout = timeout_ms(self.config.request_timeout);
-        let response = self
-            .send(None, |_| {
-                ListPartitionReassignmentsRequest::default()
-                    .with_timeout_ms(timeout)
-                    .with_topics(None)
-            })
-            .await?;
-        if let Some(e) = AdminError::from_code(
-            "ListPartitionReassignments",
-            "cluster",
-            response.error_code,
-            opt_text(response.error_message.as_ref()),
-        ) {
-            return Err(e);
-        }
-        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
-        let mut ongoing: Vec<OngoingReassignment> = response
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions.iter().map(move |p| OngoingReassignment {
-                    topic: text(&t.name.0),
-                    partition: p.partition_index,
-                    replicas: ids(&p.replicas),
-                    adding: ids(&p.adding_replicas),
-                    removing: ids(&p.removing_replicas),
-                })
-            })
-            .collect();
-        ongoing.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        Ok(ongoing)
+        self.list_partition_reassignments_impl().await
     }
 
     async fn end_offsets(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>, AdminError> {
-        if partitions.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let mut names: Vec<String> = partitions.iter().map(|p| p.topic.clone()).collect();
-        names.sort();
-        names.dedup();
-        let metadata = self.metadata(Some(&names)).await?;
-        let addrs = Self::broker_addrs(&metadata);
-        let mut leaders: HashMap<(String, i32), i32> = HashMap::new();
-        for t in &metadata.topics {
-            let name = t.name.as_ref().map(|n| text(&n.0)).unwrap_or_default();
-            for p in &t.partitions {
-                leaders.insert((name.clone(), p.partition_index), p.leader_id.0);
-            }
-        }
-        // Group by leader so each broker gets one request.
-        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
-        for tp in partitions {
-            let leader = leaders
-                .get(&(tp.topic.clone(), tp.partition))
-                .copied()
-                .filter(|l| *l >= 0)
-                .ok_or_else(|| {
-                    AdminError::from_code(
-                        "ListOffsets",
-                        format!("{}-{}", tp.topic, tp.partition),
-                        UNKNOWN_TOPIC_OR_PARTITION,
-                        Some("partition has no leader".to_owned()),
-                    )
-                    .unwrap_or(AdminError::Protocol {
-                        addr: String::new(),
-                        api: "ListOffsets",
-                        message: "partition has no leader".to_owned(),
-                    })
-                })?;
-            by_leader
-                .entry(leader)
-                .or_default()
-                .entry(tp.topic.clone())
-                .or_default()
-                .push(tp.partition);
-        }
-        let mut offsets = BTreeMap::new();
-        for (leader, topics) in by_leader {
-            let addr = addrs.get(&leader).cloned();
-            let request_topics: Vec<ListOffsetsTopic> = topics
-                .iter()
-                .map(|(name, ps)| {
-                    ListOffsetsTopic::default()
-                        .with_name(topic_name(name))
-                        .with_partitions(
-                            ps.iter()
-                                .map(|p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(*p)
-                                        .with_current_leader_epoch(-1)
-                                        .with_timestamp(LATEST_TIMESTAMP)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            let response = self
-                .send(addr.as_deref(), |_| {
-                    ListOffsetsRequest::default()
-                        .with_replica_id(BrokerId(-1))
-                        .with_isolation_level(0)
-                        .with_topics(request_topics.clone())
-                })
-                .await?;
-            for t in &response.topics {
-                for p in &t.partitions {
-                    let tp = TopicPartition {
-                        topic: text(&t.name.0),
-                        partition: p.partition_index,
-                    };
-                    if let Some(e) = AdminError::from_code(
-                        "ListOffsets",
-                        format!("{}-{}", tp.topic, tp.partition),
-                        p.error_code,
-                        None,
-                    ) {
-                        return Err(e);
-                    }
-                    offsets.insert(tp, p.offset);
-                }
-            }
-        }
-        Ok(offsets)
+        self.end_offsets_impl(partitions).await
     }
 
     async fn committed_offsets(
@@ -656,117 +285,7 @@ impl KafkaAdmin for KafkaAdminClient {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>, AdminError> {
-        let coordinator = self
-            .send(None, |version| {
-                let request = FindCoordinatorRequest::default().with_key_type(0);
-                if version >= 4 {
-                    request.with_coordinator_keys(vec![StrBytes::from_string(group.to_owned())])
-                } else {
-                    request.with_key(StrBytes::from_string(group.to_owned()))
-                }
-            })
-            .await?;
-        let (code, message, host, port) = match coordinator.coordinators.first() {
-            Some(c) => (c.error_code, c.error_message.as_ref(), &c.host, c.port),
-            None => (
-                coordinator.error_code,
-                coordinator.error_message.as_ref(),
-                &coordinator.host,
-                coordinator.port,
-            ),
-        };
-        if let Some(e) = AdminError::from_code("FindCoordinator", group, code, opt_text(message)) {
-            return Err(e);
-        }
-        let addr = format!("{}:{port}", host.as_str());
-
-        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for tp in partitions {
-            by_topic.entry(&tp.topic).or_default().push(tp.partition);
-        }
-        let response = self
-            .send(Some(&addr), |version| {
-                let group_id = GroupId(StrBytes::from_string(group.to_owned()));
-                // v8+ batch groups; older versions name one group at the top level.
-                if version >= 8 {
-                    OffsetFetchRequest::default().with_groups(vec![
-                        OffsetFetchRequestGroup::default()
-                            .with_group_id(group_id)
-                            .with_topics(Some(
-                                by_topic
-                                    .iter()
-                                    .map(|(t, ps)| {
-                                        OffsetFetchRequestTopics::default()
-                                            .with_name(topic_name(t))
-                                            .with_partition_indexes(ps.clone())
-                                    })
-                                    .collect(),
-                            )),
-                    ])
-                } else {
-                    OffsetFetchRequest::default()
-                        .with_group_id(group_id)
-                        .with_topics(Some(
-                            by_topic
-                                .iter()
-                                .map(|(t, ps)| {
-                                    OffsetFetchRequestTopic::default()
-                                        .with_name(topic_name(t))
-                                        .with_partition_indexes(ps.clone())
-                                })
-                                .collect(),
-                        ))
-                }
-            })
-            .await?;
-        let mut offsets = BTreeMap::new();
-        let mut record = |topic: &str, partition: i32, offset: i64, code: i16| {
-            if let Some(e) =
-                AdminError::from_code("OffsetFetch", format!("{topic}-{partition}"), code, None)
-            {
-                return Err(e);
-            }
-            // -1: the group has no committed offset for this partition.
-            if offset >= 0 {
-                offsets.insert(
-                    TopicPartition {
-                        topic: topic.to_owned(),
-                        partition,
-                    },
-                    offset,
-                );
-            }
-            Ok(())
-        };
-        if let Some(e) = AdminError::from_code("OffsetFetch", group, response.error_code, None) {
-            return Err(e);
-        }
-        for g in &response.groups {
-            if let Some(e) = AdminError::from_code("OffsetFetch", group, g.error_code, None) {
-                return Err(e);
-            }
-            for t in &g.topics {
-                for p in &t.partitions {
-                    record(
-                        t.name.0.as_str(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.error_code,
-                    )?;
-                }
-            }
-        }
-        for t in &response.topics {
-            for p in &t.partitions {
-                record(
-                    t.name.0.as_str(),
-                    p.partition_index,
-                    p.committed_offset,
-                    p.error_code,
-                )?;
-            }
-        }
-        Ok(offsets)
+        self.committed_offsets_impl(group, partitions).await
     }
 }
 
