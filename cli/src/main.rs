@@ -2,6 +2,8 @@
 //!
 //! - `odradek broker`: a Kafka-compatible broker.
 //! - `odradek dev`: a local broker with the demo topics, for trying things out without Kubernetes.
+//! - `odradek operator`: the Kubernetes operator (Broker, Topic and Processor controllers).
+//! - `odradek crdgen`: writes the CustomResourceDefinitions to `manifests/crds/`.
 
 mod dev;
 
@@ -26,6 +28,10 @@ enum Command {
     Broker(odradek_broker::BrokerArgs),
     /// Run a local broker with the demo topics (no Kubernetes needed).
     Dev(dev::DevArgs),
+    /// Run the Kubernetes operator (Broker, Topic and Processor controllers).
+    Operator(odradek_operator::OperatorArgs),
+    /// Write the CustomResourceDefinitions to manifests/crds/.
+    Crdgen(odradek_operator::crdgen::CrdgenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +50,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Broker(args) => odradek_broker::run(args, shutdown).await,
             Command::Dev(args) => dev::run(args, shutdown).await,
+            Command::Operator(args) => odradek_operator::run(args, shutdown).await,
+            Command::Crdgen(args) => odradek_operator::crdgen::run(&args),
         }
     })
 }
