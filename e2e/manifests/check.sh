@@ -70,11 +70,16 @@ PY
 }
 
 install_python() {
+  command -v python3 >/dev/null || die "python3 is needed"
   local hash
-  hash="$(sha256sum "$HERE/requirements.txt" | cut -c1-12)"
+  hash="$( (cat "$HERE/requirements.txt"; python3 --version) | sha256sum | cut -c1-12)"
   VENV="$CACHE/venv-$hash"
+  # A venv restored from a cache may point at a Python that is gone: rebuild it then.
+  if [[ -f "$VENV/.installed" ]] && ! "$VENV/bin/python" -c 'import jsonschema, yaml, kubernetes_validate' 2>/dev/null; then
+    log "rebuilding broken venv $VENV"
+    rm -f "$VENV/.installed"
+  fi
   if [[ ! -f "$VENV/.installed" ]]; then
-    command -v python3 >/dev/null || die "python3 is needed"
     log "installing $(grep -v '^#' "$HERE/requirements.txt" | tr '\n' ' ')into $VENV"
     rm -rf "$VENV"
     python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
