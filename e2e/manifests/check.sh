@@ -193,6 +193,16 @@ check_template_refuses_unwatched_cluster() {
   grep -q "which watchNamespaces" "$err" || { cat "$err" >&2; return 1; }
 }
 
+# values.schema.json rejects a misspelt key instead of silently ignoring it.
+check_template_refuses_unknown_values() {
+  local err="$OUT/schema.err"
+  if helm_template --set watchNamespace=team-a >/dev/null 2>"$err"; then
+    echo "helm template accepted the unknown value watchNamespace" >&2
+    return 1
+  fi
+  grep -q "watchNamespace" "$err" || { cat "$err" >&2; return 1; }
+}
+
 check_install_current() {
   render_install >"$OUT/install.yaml"
   [[ -f "$INSTALL" ]] || { echo "$INSTALL is missing: run e2e/manifests/check.sh render" >&2; return 1; }
@@ -292,6 +302,7 @@ cmd_check() {
   step "helm lint (${VALUE_SETS[*]})" check_lint
   step "helm template (${VALUE_SETS[*]})" check_template
   step "chart refuses a default Broker outside the watched namespaces" check_template_refuses_unwatched_cluster
+  step "chart rejects unknown values (values.schema.json)" check_template_refuses_unknown_values
   step "manifests/install.yaml is current" check_install_current
   step "kubernetes-validate --strict -k $KUBE_VERSION" check_kubernetes_validate
   step "custom resources match their CRD schemas" check_custom_resources
