@@ -5,9 +5,11 @@ kubernetes-validate checks built-in kinds against the Kubernetes OpenAPI schemas
 resources, and nothing checks that the chart's RBAC matches what the operator uses. This module does both:
 
 * ``crs``: every ``odradek.dev`` object in the given files is validated against the openAPIV3Schema of
-  its CRD (from ``manifests/crds/``), as the API server would, including the rejection of unknown fields
-  (structural schemas prune or reject them). CEL rules (``x-kubernetes-validations``) are not evaluated
-  here: the CRD types' own unit tests cover them.
+  its CRD (from ``manifests/crds/``), as the API server would: schema defaults applied, unknown fields
+  rejected (structural schemas prune or reject them), and the CEL rules (``x-kubernetes-validations``)
+  evaluated with cel-python. Transition rules (those that read ``oldSelf``) only run on updates and are
+  skipped; a rule cel-python cannot compile (a Kubernetes-only CEL library function) is reported as a
+  warning, because the CRD types' own unit tests evaluate every rule with the real library.
 * ``expect``: the given objects (``Kind/name``) are each defined exactly once in the given files.
 * ``rbac``: the Roles and ClusterRoles bound to the operator's ServiceAccount in a rendered chart grant
   every (apiGroup, resource, verb) in ``operator/rbac-requirements.yaml``, in the right scope, and
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import celpy
 import jsonschema
 import yaml
 
@@ -99,11 +102,89 @@ def structural_to_jsonschema(schema: dict[str, Any], *, embedded: bool = False) 
     return out
 
 
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Fills in the schema's `default`s where the value leaves a field out, as the API server does."""
+    if isinstance(value, dict):
+        for name, prop in (schema.get("properties") or {}).items():
+            if name not in value and "default" in prop:
+                value[name] = copy.deepcopy(prop["default"])
+            if name in value:
+                value[name] = apply_defaults(prop, value[name])
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            known = schema.get("properties") or {}
+            for name in value:
+                if name not in known:
+                    value[name] = apply_defaults(extra, value[name])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(schema["items"], item) for item in value]
+    return value
+
+
+class CelRules:
+    """Evaluates a structural schema's `x-kubernetes-validations` on a new object (no `oldSelf`)."""
+
+    def __init__(self) -> None:
+        self.env = celpy.Environment()
+        self.programs: dict[str, Any] = {}
+        self.warnings: set[str] = set()
+
+    def _program(self, rule: str) -> Any:
+        if rule not in self.programs:
+            try:
+                self.programs[rule] = self.env.program(self.env.compile(rule))
+            except Exception as e:  # noqa: BLE001 - any compile failure means "cannot check here"
+                self.warnings.add(f"cannot evaluate CEL rule {rule!r} here: {e}")
+                self.programs[rule] = None
+        return self.programs[rule]
+
+    def errors(self, schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+        problems: list[str] = []
+        if value is None:
+            # The API server does not run a field's rules on a null value.
+            return problems
+        for validation in schema.get("x-kubernetes-validations") or []:
+            rule = validation["rule"]
+            if re.search(r"\boldSelf\b", rule):
+                continue
+            program = self._program(rule)
+            if program is None:
+                continue
+            message = validation.get("message") or f"failed rule: {rule}"
+            try:
+                result = program.evaluate({"self": celpy.json_to_cel(value)})
+            except Exception as e:  # noqa: BLE001 - the API server rejects on evaluation errors too
+                result = e
+            if isinstance(result, Exception):
+                text = str(result.args[0] if result.args else result)
+                unknown = re.match(r"undeclared reference to '(\w+)'", text)
+                if unknown and re.search(rf"\b{unknown.group(1)}\s*\(", rule):
+                    # A function of Kubernetes' CEL libraries that cel-python lacks.
+                    self.warnings.add(f"cannot evaluate CEL rule {rule!r} here: no function {unknown.group(1)}")
+                else:
+                    problems.append(f"{path or '<root>'}: CEL rule {rule!r} failed to evaluate: {text[:200]}")
+            elif not bool(result):
+                problems.append(f"{path or '<root>'}: {message}")
+        if isinstance(value, dict):
+            properties = schema.get("properties") or {}
+            extra = schema.get("additionalProperties")
+            for name, item in value.items():
+                sub = properties.get(name, extra if isinstance(extra, dict) else None)
+                if sub is not None:
+                    problems += self.errors(sub, item, f"{path}.{name}" if path else name)
+        elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+            for i, item in enumerate(value):
+                problems += self.errors(schema["items"], item, f"{path}[{i}]")
+        return problems
+
+
 @dataclass
 class CrdIndex:
     """The schemas of every served version of every CRD, by (group, version, kind)."""
 
     schemas: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    raw: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    cel: CelRules = field(default_factory=CelRules)
 
     @classmethod
     def load(cls, crd_files: Iterable[Path]) -> "CrdIndex":
@@ -127,6 +208,7 @@ class CrdIndex:
                     props["metadata"] = {"type": "object"}
                     key = (spec["group"], version["name"], spec["names"]["kind"])
                     index.schemas[key] = converted
+                    index.raw[key] = raw
         return index
 
     def errors(self, doc: dict[str, Any]) -> list[str]:
@@ -143,10 +225,16 @@ class CrdIndex:
             problems.append("metadata.name is missing")
         elif len(name) > 253 or not DNS_SUBDOMAIN.match(name):
             problems.append(f"metadata.name {name!r} is not a valid Kubernetes name")
+        raw = self.raw[(group, version, kind)]
+        doc = apply_defaults(raw, copy.deepcopy(doc))
         validator = jsonschema.Draft4Validator(schema)
-        for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        schema_errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        for error in schema_errors:
             path = ".".join(str(p) for p in error.absolute_path) or "<root>"
             problems.append(f"{path}: {error.message}")
+        if not schema_errors:
+            # As in the API server, CEL rules run only on objects that pass the schema.
+            problems += self.cel.errors(raw, doc)
         return problems
 
 
@@ -168,8 +256,10 @@ def check_crs(crd_files: list[Path], files: list[Path], *, require: bool) -> int
     if require and checked == 0:
         print(f"FAIL no {CR_GROUP} objects found in {', '.join(map(str, files))}", file=sys.stderr)
         return 1
-    print(f"checked {checked} {CR_GROUP} objects against {len(index.schemas)} CRD schemas: "
-          f"{failures} problems")
+    for warning in sorted(index.cel.warnings):
+        print(f"WARN {warning}", file=sys.stderr)
+    print(f"checked {checked} {CR_GROUP} objects against {len(index.schemas)} CRD schemas and "
+          f"{len(index.cel.programs)} CEL rules: {failures} problems")
     return 1 if failures else 0
 
 

@@ -33,10 +33,23 @@ CRD = yaml.safe_load(textwrap.dedent("""
                 spec:
                   type: object
                   required: [cluster, partitions]
+                  x-kubernetes-validations:
+                    - {rule: "self.partitions >= oldSelf.partitions", message: "partitions may not decrease"}
+                    - {rule: "has(self.replicationFactor)", message: "replicationFactor is defaulted"}
+                    - {rule: "self.cluster.isFancy()", message: "a Kubernetes-only function"}
                   properties:
                     cluster: {type: string}
-                    partitions: {type: integer, format: int32}
-                    topicName: {type: string, nullable: true}
+                    partitions:
+                      type: integer
+                      format: int32
+                      x-kubernetes-validations:
+                        - {rule: "self >= 1", message: "partitions must be at least 1"}
+                    replicationFactor: {type: integer, default: 1}
+                    topicName:
+                      type: string
+                      nullable: true
+                      x-kubernetes-validations:
+                        - {rule: "self.matches('^[a-zA-Z0-9._-]{1,249}$')", message: "bad topicName"}
                     retention: {x-kubernetes-int-or-string: true}
                     deletionPolicy: {type: string, enum: [Delete, Retain]}
                     config:
@@ -119,6 +132,21 @@ class CustomResourceTest(unittest.TestCase):
         doc = topic()
         doc["metadata"]["name"] = "Page_Views"
         self.assertTrue(any("not a valid Kubernetes name" in e for e in self.crds.errors(doc)))
+
+    def test_a_cel_rule_on_a_field_rejects(self):
+        self.assertEqual(self.crds.errors(topic(partitions=0)), ["spec.partitions: partitions must be at least 1"])
+
+    def test_a_cel_rule_with_a_regex_rejects(self):
+        self.assertEqual(self.crds.errors(topic(topicName="a b")), ["spec.topicName: bad topicName"])
+        self.assertEqual(self.crds.errors(topic(topicName="Page_Views.v2")), [])
+
+    def test_transition_rules_are_skipped_and_uncompilable_rules_only_warn(self):
+        self.assertEqual(self.crds.errors(topic()), [])
+        self.assertTrue(any("isFancy" in w for w in self.crds.cel.warnings), self.crds.cel.warnings)
+
+    def test_schema_defaults_are_applied_before_the_rules(self):
+        self.assertEqual(self.crds.errors(topic()), [])
+        self.assertNotIn("replicationFactor", topic()["spec"])
 
     def test_a_kind_without_crd_is_rejected(self):
         doc = topic()
