@@ -101,6 +101,11 @@ trap cleanup EXIT
 
 # kcat ARGS...: runs kcat in the kcat pod against the cluster's bootstrap address, with a deadline.
 kcat() {
+  timeout 120 kubectl --context "kind-$KIND_CLUSTER" -n "$NS" exec kcat -- kcat -b "$BOOTSTRAP" "$@"
+}
+
+# kcat_stdin ARGS...: the same, feeding this script's stdin to kcat (for producing).
+kcat_stdin() {
   timeout 120 kubectl --context "kind-$KIND_CLUSTER" -n "$NS" exec -i kcat -- kcat -b "$BOOTSTRAP" "$@"
 }
 
@@ -217,13 +222,13 @@ done
 step "produce and consume through kcat"
 EXPECTED="$(for i in $(seq 1 "$MESSAGES"); do echo "user-$((i % 7)):view-$i"; done | sort)"
 seq 1 "$MESSAGES" | while read -r i; do echo "user-$((i % 7)):view-$i"; done \
-  | kcat -P -t "$SMOKE_TOPIC" -K: -X acks=all || die "producing to $SMOKE_TOPIC failed"
+  | kcat_stdin -P -t "$SMOKE_TOPIC" -K: -X acks=all || die "producing to $SMOKE_TOPIC failed"
 expect_messages
 
 step "scale the Broker up to 4"
 k -n "$NS" scale "broker/$BROKER" --replicas=4
 k -n "$NS" wait --for=jsonpath='{.status.readyReplicas}'=4 "broker/$BROKER" --timeout=10m
-k -n "$NS" rollout status "statefulset/$BROKER" --timeout=5m
+k -n "$NS" wait --for=jsonpath='{.status.readyReplicas}'=4 "statefulset/$BROKER" --timeout=5m
 poll 180 "4 brokers in the cluster metadata" has_brokers 4
 k -n "$NS" wait --for=condition=Ready "broker/$BROKER" --timeout=10m
 expect_messages

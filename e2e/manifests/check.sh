@@ -129,7 +129,7 @@ cmd_render() {
   tmp="$(mktemp)"
   render_install >"$tmp"
   mv "$tmp" "$INSTALL"
-  echo "copied $(ls "$CRDS"/*.yaml | wc -l) CRDs into $CHART/crds and wrote $INSTALL"
+  echo "copied $(compgen -G "$CRDS/*.yaml" | wc -l) CRDs into $CHART/crds and wrote $INSTALL"
 }
 
 # --- checks --------------------------------------------------------------------------------------
@@ -148,9 +148,12 @@ check_crds_in_chart() {
   files="$(crd_files)"
   local want have
   want="$(cd "$CRDS" && ls -- *.yaml)"
-  have="$(cd "$CHART/crds" 2>/dev/null && ls -- *.yaml 2>/dev/null || true)"
+  have=""
+  if compgen -G "$CHART/crds/*.yaml" >/dev/null; then
+    have="$(cd "$CHART/crds" && ls -- *.yaml)"
+  fi
   if [[ "$want" != "$have" ]]; then
-    echo "helm/odradek/crds/ holds [$(echo $have)], manifests/crds/ holds [$(echo $want)]:" \
+    echo "helm/odradek/crds/ holds [${have//$'\n'/ }], manifests/crds/ holds [${want//$'\n'/ }]:" \
       "run e2e/manifests/check.sh render" >&2
     return 1
   fi
