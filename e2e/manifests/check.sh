@@ -101,7 +101,7 @@ render_install() {
   cat <<EOF
 # Odradek install bundle: the CRDs, and the operator with its RBAC in namespace $RELEASE_NAMESPACE.
 # Generated from helm/odradek with its default values by \`e2e/manifests/check.sh render\`: do not edit.
-# Apply with server-side apply (the CRDs are too large for client-side apply's annotation):
+# Apply it with:
 #   kubectl apply --server-side -f manifests/install.yaml
 ---
 apiVersion: v1
