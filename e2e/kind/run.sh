@@ -117,12 +117,18 @@ has_brokers() {
   [[ "$(broker_count)" == "$1" ]]
 }
 
+# The metadata is read whole before grep looks at it: `grep -q` in a pipeline may exit early, and the
+# writer's SIGPIPE would then fail the pipeline under pipefail.
 has_topic() {
-  kcat -L -t "$1" | grep -q "topic \"$1\" with [1-9]"
+  local metadata
+  metadata="$(kcat -L -t "$1")" || return 1
+  grep -q "topic \"$1\" with [1-9]" <<<"$metadata"
 }
 
 topic_gone() {
-  ! kcat -L | grep -q "topic \"$1\""
+  local metadata
+  metadata="$(kcat -L)" || return 1
+  ! grep -q "topic \"$1\"" <<<"$metadata"
 }
 
 # consume_all TOPIC COUNT: prints COUNT messages from the beginning as key:value, sorted.
@@ -159,7 +165,7 @@ done
 docker info >/dev/null 2>&1 || die "the Docker engine does not answer"
 
 step "create kind cluster $KIND_CLUSTER"
-if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+if grep -qx "$KIND_CLUSTER" <<<"$(kind get clusters 2>/dev/null)"; then
   log "reusing existing cluster $KIND_CLUSTER"
 else
   CREATED_CLUSTER=1

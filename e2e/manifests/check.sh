@@ -263,6 +263,11 @@ check_rbac() {
   "$PY" "$HERE/check_manifests.py" rbac --requirements "$RBAC_REQUIREMENTS" "${files[@]}"
 }
 
+# The kind scenario against fake docker/kind/helm/kubectl: its shell logic, without a cluster.
+check_kind_script() {
+  bash "$ROOT/e2e/kind/selftest.sh"
+}
+
 check_self_test() {
   (cd "$HERE" && "$PY" -m unittest --quiet test_check_manifests)
 }
@@ -312,6 +317,7 @@ cmd_check() {
   step "examples hold the Broker, Topics and Processors" check_examples_complete
   step "chart RBAC covers operator/rbac-requirements.yaml, and no more" check_rbac
   step "checker self-test" check_self_test
+  step "kind scenario script against a fake cluster" check_kind_script
 
   echo "took $((SECONDS - started)) s"
   for name in "${FAILURES[@]}"; do
