@@ -77,7 +77,7 @@ install_python() {
   hash="$( (cat "$HERE/requirements.txt"; python3 --version) | sha256sum | cut -c1-12)"
   VENV="$CACHE/venv-$hash"
   # A venv restored from a cache may point at a Python that is gone: rebuild it then.
-  if [[ -f "$VENV/.installed" ]] && ! "$VENV/bin/python" -c 'import jsonschema, yaml, kubernetes_validate' 2>/dev/null; then
+  if [[ -f "$VENV/.installed" ]] && ! "$VENV/bin/python" -c 'import celpy, jsonschema, yaml, kubernetes_validate' 2>/dev/null; then
     log "rebuilding broken venv $VENV"
     rm -f "$VENV/.installed"
   fi
@@ -90,7 +90,7 @@ install_python() {
     touch "$VENV/.installed"
   fi
   PY="$VENV/bin/python"
-  "$PY" -c 'import jsonschema, yaml, kubernetes_validate' || die "$VENV is broken: delete it and rerun"
+  "$PY" -c 'import celpy, jsonschema, yaml, kubernetes_validate' || die "$VENV is broken: delete it and rerun"
 }
 
 # --- rendering -----------------------------------------------------------------------------------
