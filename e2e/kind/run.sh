@@ -3,7 +3,7 @@
 #
 #   1. create a kind cluster                      6. produce and consume through a kcat pod
 #   2. build the image and load it into kind      7. scale the Broker 3 -> 4, check the brokers and data
-#   3. helm-install the chart                     8. scale the Broker 4 -> 3, check the brokers and data
+#   3. helm-install the chart, `helm test` it     8. scale the Broker 4 -> 3, check the brokers and data
 #   4. apply manifests/examples                   9. delete a Topic, check it is gone from Kafka
 #   5. wait until Broker, Topics, Processors are Ready
 #
@@ -190,6 +190,7 @@ k -n "$OPERATOR_NS" rollout status deployment/odradek-operator --timeout=180s
 for crd in brokers topics processors; do
   k wait --for=condition=Established "crd/$crd.odradek.dev" --timeout=60s
 done
+helm --kube-context "kind-$KIND_CLUSTER" test odradek --namespace "$OPERATOR_NS" --timeout 3m
 
 step "apply the examples in namespace $NS"
 k create namespace "$NS" --dry-run=client -o yaml | k apply -f -

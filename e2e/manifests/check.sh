@@ -113,7 +113,7 @@ metadata:
   labels:
     app.kubernetes.io/part-of: odradek
 EOF
-  helm_template --include-crds
+  helm_template --include-crds --skip-tests
 }
 
 crd_files() {
