@@ -32,6 +32,12 @@ KUBE_VERSION="1.33.0"
 RELEASE="odradek"
 RELEASE_NAMESPACE="odradek-system"
 
+# A HOME without a writable cache falls back to e2e/.venv/ in the checkout (ignored by git).
+if ! mkdir -p "$CACHE" 2>/dev/null || [[ ! -w "$CACHE" ]]; then
+  CACHE="$ROOT/e2e/.venv/tools"
+  mkdir -p "$CACHE"
+fi
+
 die() {
   echo "check.sh: error: $*" >&2
   exit 1
