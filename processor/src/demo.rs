@@ -216,7 +216,7 @@ async fn generate(
                 batch.push(("page-views", page_view(&mut rng, now)));
             }
             n += 1;
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 batch.push(("user-profile-updates", profile_update(&mut rng, now)));
             }
         }

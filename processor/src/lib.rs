@@ -21,7 +21,8 @@
 //! All events are JSON objects; unknown fields are ignored, malformed records are skipped and counted
 //! in `odradek_processor_records_skipped_total`.
 //!
-//! `pageview-count` reads page views (topic `page-views`; key: anything, e.g. the user id):
+//! `pageview-count` reads page views (topic `page-views`, keyed by page: a task counts only the
+//! views of its own partition, so all views of a page must share one partition):
 //! ```json
 //! {"page": "/jobs/42", "user_id": "u17", "timestamp": 1764160000000}
 //! ```

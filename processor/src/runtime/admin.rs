@@ -1,5 +1,6 @@
 //! Creating the changelog topics: compacted, with the input's partition count, if absent.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -30,10 +31,10 @@ pub(crate) async fn ensure_changelogs(
         .map_err(RuntimeError::kafka("create admin client"))?;
     let input = job.input().to_owned();
     let deadline = Instant::now() + INPUT_WAIT;
-    let partitions = loop {
-        let count = input_partitions(config, &input).await?;
-        if count > 0 {
-            break count;
+    let (partitions, existing) = loop {
+        let topics = topic_partitions(config).await?;
+        if let Some(&count) = topics.get(&input) {
+            break (count, topics);
         }
         if Instant::now() > deadline || shutdown.is_cancelled() {
             return Err(RuntimeError::MissingInput(input));
@@ -44,11 +45,23 @@ pub(crate) async fn ensure_changelogs(
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     };
-    let names: Vec<String> = job
-        .stores()
-        .iter()
-        .map(|s| changelog_topic(&config.name, s))
-        .collect();
+    let mut names = Vec::new();
+    for store in job.stores() {
+        let name = changelog_topic(&config.name, &store);
+        match existing.get(&name) {
+            Some(&n) if n != partitions => tracing::warn!(
+                topic = name,
+                partitions = n,
+                input_partitions = partitions,
+                "changelog topic has a different partition count than the input"
+            ),
+            Some(_) => {}
+            None => names.push(name),
+        }
+    }
+    if names.is_empty() {
+        return Ok(partitions);
+    }
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| {
@@ -83,25 +96,25 @@ pub(crate) async fn ensure_changelogs(
     Ok(partitions)
 }
 
-async fn input_partitions(config: &Config, topic: &str) -> Result<i32, RuntimeError> {
+/// Partition counts of every topic in the cluster (error-free topics only).
+async fn topic_partitions(config: &Config) -> Result<HashMap<String, i32>, RuntimeError> {
     let client: BaseConsumer = client_config(config)
         .create()
         .map_err(RuntimeError::kafka("create metadata client"))?;
-    let topic = topic.to_owned();
     // Metadata requests block: run them off the executor.
     let metadata = tokio::task::spawn_blocking(move || {
-        client
-            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-            .map(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map_or(0, |t| {
-                        i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)
-                    })
-            })
+        client.fetch_metadata(None, REQUEST_TIMEOUT).map(|m| {
+            m.topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| {
+                    let n = i32::try_from(t.partitions().len()).unwrap_or(i32::MAX);
+                    (t.name().to_owned(), n)
+                })
+                .collect::<HashMap<_, _>>()
+        })
     })
     .await
-    .map_err(|_| RuntimeError::kafka("fetch input metadata")(KafkaError::Canceled))?;
-    metadata.map_err(RuntimeError::kafka("fetch input metadata"))
+    .map_err(|_| RuntimeError::kafka("fetch metadata")(KafkaError::Canceled))?;
+    metadata.map_err(RuntimeError::kafka("fetch metadata"))
 }

@@ -38,7 +38,10 @@ impl KafkaChangelogSource {
         partition: i32,
         cancel: Arc<AtomicBool>,
     ) -> Result<Self, RuntimeError> {
+        // librdkafka wants a group id even for manual assignment; this consumer never joins it
+        // (no subscribe) and never commits.
         let consumer: BaseConsumer = client_config(config)
+            .set("group.id", format!("{}-restore", config.name))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.max.bytes", "52428800")
@@ -117,11 +120,10 @@ impl ChangelogSource for KafkaChangelogSource {
                         && let Some(Offset::Offset(p)) = tpl
                             .find_partition(&self.topic, self.partition)
                             .map(|e| e.offset())
+                        && p > self.position
                     {
-                        if p > self.position {
-                            self.position = p;
-                            break;
-                        }
+                        self.position = p;
+                        break;
                     }
                     if started.elapsed() > STALL_LIMIT {
                         return Err(RuntimeError::Changelog {

@@ -212,7 +212,7 @@ impl ProcessorContext {
 pub(crate) fn poll_loop(
     shared: &Arc<Shared>,
     rt: &tokio::runtime::Handle,
-    control: Receiver<Control>,
+    control: &Receiver<Control>,
     shutdown: &CancellationToken,
 ) -> Result<(), RuntimeError> {
     let config = &shared.config;
@@ -248,7 +248,7 @@ pub(crate) fn poll_loop(
     let input = shared.job.input().to_owned();
     while !shutdown.is_cancelled() && !shared.fatal.is_cancelled() {
         shared.metrics.poll_alive();
-        handle_control(&consumer, &control, &input);
+        handle_control(&consumer, control, &input);
         retry_stashes(&consumer, &input);
         let mut batches: HashMap<i32, Vec<rdkafka::message::OwnedMessage>> = HashMap::new();
         let mut timeout = POLL_TIMEOUT;
@@ -279,7 +279,7 @@ pub(crate) fn poll_loop(
         .unwrap_or_default();
     tracing::info!(?partitions, "stopping: committing every partition");
     consumer.context().stop_workers(&consumer, &partitions);
-    handle_control(&consumer, &control, &input);
+    handle_control(&consumer, control, &input);
     Ok(())
 }
 

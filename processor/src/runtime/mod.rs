@@ -169,7 +169,7 @@ async fn run_inner(
         .spawn({
             let shared = shared.clone();
             let shutdown = shutdown.clone();
-            move || consumer::poll_loop(&shared, &handle, control_rx, &shutdown)
+            move || consumer::poll_loop(&shared, &handle, &control_rx, &shutdown)
         })
         .context("cannot start the poll thread")?;
     let joined = tokio::task::spawn_blocking(move || poll.join()).await;

@@ -27,6 +27,9 @@ const META: TableDefinition<'_, &str, i64> = TableDefinition::new("meta");
 const META_ABSORBED: &str = "absorbed";
 const META_CHANGELOG: &str = "changelog_offset";
 
+/// Key-value pairs as returned by range reads.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Clean entries kept in memory after a commit before the read cache is dropped and refilled.
 const DEFAULT_CACHE_ENTRIES: usize = 200_000;
 
@@ -141,7 +144,7 @@ impl LocalStore {
     ///
     /// # Errors
     /// The file cannot be read.
-    pub fn range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         if start < end {
             let txn = self
