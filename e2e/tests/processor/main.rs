@@ -1,0 +1,318 @@
+//! End-to-end: real `odradek processor` processes against a Kafka-protocol cluster on 127.0.0.1.
+//!
+//! Scenario (for each built-in job): produce a known input, run two processors, `kill -9` one
+//! mid-stream, restart it, scale to three and back to one; the final outputs equal the ground truth
+//! exactly. The cluster is librdkafka's mock cluster hosted by this test process: it speaks the Kafka
+//! protocol (groups, offsets, produce, fetch) on a loopback port, so the processes use it exactly as
+//! they would use `odradek broker`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 6;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// One `odradek processor` process; killed on drop.
+struct Processor {
+    child: Child,
+    name: String,
+}
+
+impl Processor {
+    fn start(bootstrap: &str, job: &str, instance: &str, state: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+            .args(["processor", "--bootstrap", bootstrap, "--job", job])
+            .args(["--name", &format!("e2e-{job}"), "--instance-id", instance])
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--http", "127.0.0.1:0", "--commit-interval-ms", "200"])
+            .args(["--window-ms", "100000000", "--grace-ms", "100000000"])
+            .args(["--session-timeout-ms", "6000"])
+            .env("ODRADEK_LOG", "warn,odradek_processor=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start odradek processor");
+        Self {
+            child,
+            name: instance.to_owned(),
+        }
+    }
+
+    /// SIGKILL: no chance to commit.
+    fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then the process must commit and exit 0.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "{} exited with {status}", self.name);
+                return;
+            }
+            assert!(started.elapsed() < DEADLINE, "{} did not stop", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, records: &[(i32, String, String)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let sends: Vec<_> = records
+            .iter()
+            .map(|(p, k, v)| {
+                producer.send(
+                    FutureRecord::to(topic).partition(*p).key(k).payload(v),
+                    Duration::from_secs(10),
+                )
+            })
+            .collect();
+        for r in futures::future::join_all(sends).await {
+            r.expect("produce");
+        }
+    });
+}
+
+/// The latest value per key over every partition of `topic`.
+fn read_latest(bootstrap: &str, topic: &str) -> BTreeMap<String, Vec<u8>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > 0 {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("tpl");
+        }
+    }
+    let mut latest = BTreeMap::new();
+    if ends.is_empty() {
+        return latest;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let started = Instant::now();
+    while !ends.is_empty() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "reading {topic} took too long"
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            if let (Some(k), Some(v)) = (m.key(), m.payload()) {
+                latest.insert(String::from_utf8_lossy(k).into_owned(), v.to_vec());
+            }
+            if ends
+                .get(&m.partition())
+                .is_some_and(|end| m.offset() + 1 >= *end)
+            {
+                ends.remove(&m.partition());
+            }
+        }
+    }
+    latest
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Runs the scenario: `input(i)` makes the i-th input record, `observed()` reads the outputs, and
+/// `truth(n)` is what the outputs must be after the first n records.
+fn scenario(
+    job: &str,
+    input_topic: &str,
+    topics: &[&str],
+    input: &dyn Fn(usize) -> (i32, String, String),
+    observed: &dyn Fn(&str) -> BTreeMap<String, String>,
+    truth: &dyn Fn(usize) -> BTreeMap<String, String>,
+) {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = mock.bootstrap_servers();
+    for t in topics {
+        mock.create_topic(t, PARTITIONS, 1).expect("topic");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = |i: usize| -> PathBuf { dir.path().join(format!("p{i}")) };
+    let batch =
+        |from: usize, to: usize| -> Vec<(i32, String, String)> { (from..to).map(input).collect() };
+
+    produce(&bootstrap, input_topic, &batch(0, 3_000));
+    let p0 = Processor::start(&bootstrap, job, "p0", &state(0));
+    let p1 = Processor::start(&bootstrap, job, "p1", &state(1));
+    eventually("first outputs", || !observed(&bootstrap).is_empty());
+    // Mid-stream: more input arrives while p1 is killed without a chance to commit.
+    produce(&bootstrap, input_topic, &batch(3_000, 4_500));
+    p1.kill9();
+    produce(&bootstrap, input_topic, &batch(4_500, 6_000));
+    let p1 = Processor::start(&bootstrap, job, "p1", &state(1));
+    // Scale to three.
+    let p2 = Processor::start(&bootstrap, job, "p2", &state(2));
+    produce(&bootstrap, input_topic, &batch(6_000, 8_000));
+    eventually("outputs after scaling to three", || {
+        observed(&bootstrap) == truth(8_000)
+    });
+    // Back to one.
+    p2.terminate();
+    p1.terminate();
+    produce(&bootstrap, input_topic, &batch(8_000, 10_000));
+    eventually("outputs equal to the ground truth", || {
+        observed(&bootstrap) == truth(10_000)
+    });
+    p0.terminate();
+}
+
+/// The i-th page view, keyed and partitioned by page as pageview-count requires.
+fn page_view(i: usize) -> (i32, String, String) {
+    let n = (i * 7 + i / 13) % 11;
+    let page = format!("/p{n}");
+    let p = i32::try_from(n).expect("small") % PARTITIONS;
+    let value = format!(
+        r#"{{"page":"{page}","user_id":"u{i}","timestamp":{}}}"#,
+        1_000 + i
+    );
+    (p, page, value)
+}
+
+#[test]
+fn pageview_counts_equal_the_ground_truth_after_kill_restart_and_scaling() {
+    let observed = |bootstrap: &str| -> BTreeMap<String, String> {
+        read_latest(bootstrap, "pageview-counts")
+            .into_iter()
+            .map(|(k, v)| {
+                let doc: serde_json::Value = serde_json::from_slice(&v).expect("json");
+                (k, doc["count"].to_string())
+            })
+            .collect()
+    };
+    let truth = |n: usize| -> BTreeMap<String, String> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for i in 0..n {
+            let (_, _, v) = page_view(i);
+            let doc: serde_json::Value = serde_json::from_str(&v).expect("json");
+            *counts
+                .entry(format!("{}@0", doc["page"].as_str().expect("page")))
+                .or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(k, c)| (k, c.to_string()))
+            .collect()
+    };
+    scenario(
+        "pageview-count",
+        "page-views",
+        &[
+            "page-views",
+            "pageview-counts",
+            "e2e-pageview-count-counts-changelog",
+        ],
+        &page_view,
+        &observed,
+        &truth,
+    );
+}
+
+fn profile_update(i: usize) -> (i32, String, String) {
+    let user = format!("u{}", i % 120);
+    let p = i32::try_from(i % 120).expect("small") % PARTITIONS;
+    let mut v = serde_json::json!({"user_id": user, "updated_at": i});
+    if i % 3 != 0 {
+        v["company"] = format!("c{}", (i / 120) % 4).into();
+    }
+    if i % 2 == 0 {
+        v["title"] = format!("t{}", i % 5).into();
+    }
+    (p, user, v.to_string())
+}
+
+#[test]
+fn latest_profiles_equal_the_ground_truth_after_kill_restart_and_scaling() {
+    let observed = |bootstrap: &str| -> BTreeMap<String, String> {
+        read_latest(bootstrap, "search-index")
+            .into_iter()
+            .map(|(k, v)| {
+                let doc: serde_json::Value = serde_json::from_slice(&v).expect("json");
+                (k, format!("{}|{}", doc["company"], doc["title"]))
+            })
+            .collect()
+    };
+    let truth = |n: usize| -> BTreeMap<String, String> {
+        let mut latest: BTreeMap<String, (serde_json::Value, serde_json::Value)> = BTreeMap::new();
+        for i in 0..n {
+            let (_, user, v) = profile_update(i);
+            let doc: serde_json::Value = serde_json::from_str(&v).expect("json");
+            let e = latest
+                .entry(user)
+                .or_insert((serde_json::Value::Null, serde_json::Value::Null));
+            if !doc["company"].is_null() {
+                e.0 = doc["company"].clone();
+            }
+            if !doc["title"].is_null() {
+                e.1 = doc["title"].clone();
+            }
+        }
+        latest
+            .into_iter()
+            .map(|(k, (c, t))| (k, format!("{c}|{t}")))
+            .collect()
+    };
+    scenario(
+        "profile-fanout",
+        "user-profile-updates",
+        &[
+            "user-profile-updates",
+            "newsfeed",
+            "search-index",
+            "e2e-profile-fanout-profiles-changelog",
+        ],
+        &profile_update,
+        &observed,
+        &truth,
+    );
+}
