@@ -1,7 +1,33 @@
 //! # Odradek broker
 //!
-//! A Kafka-wire-compatible log broker.
+//! A Kafka-wire-compatible log broker: unmodified Kafka clients produce, consume, commit offsets and
+//! administer topics against it.
 //!
 //! # Layout
-//! - [`storage`]: segment files, indexes, recovery, retention and compaction of one partition's log.
+//! Requests flow top to bottom; each layer knows only the ones below it.
+//! - [`net`]: the TCP listener and connections: size-prefixed frames, bounded request size, requests
+//!   of one connection handled in order, graceful shutdown.
+//! - [`api`]: one file per Kafka API key: decode (with the `kafka-protocol` crate), handle, encode.
+//!   Errors become Kafka error codes here and nowhere else.
+//! - [`group`]: the consumer-group coordinator (classic protocol, static membership) and committed
+//!   offsets, persisted in the compacted internal topic `__consumer_offsets`.
+//! - [`cluster`]: cluster metadata (brokers, topics with ids, partitions, configs), changed only by
+//!   applying records from a durable journal.
+//! - [`partition`]: the partition log as the API sees it: append with idempotent-producer checks,
+//!   read, high watermark, truncation; waiting fetches subscribe to its high watermark.
+//! - [`storage`]: segment files with offset and time indexes, crash recovery, retention, compaction.
+//! - [`server`]: wires the layers into a running broker; [`http`] serves `/metrics`, `/healthz`, `/readyz`.
+
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod group;
+pub mod http;
+pub mod metrics;
+pub mod net;
+pub mod partition;
+pub mod server;
 pub mod storage;
+
+pub use config::{BrokerArgs, BrokerConfig};
+pub use server::{Broker, run};

@@ -1,12 +1,21 @@
-//! The `odradek` binary: one executable for every role, chosen by subcommand.
+//! `odradek`: one binary for every role of an Odradek cluster.
+//!
+//! - `odradek broker`: a Kafka-compatible broker.
+//! - `odradek dev`: a local broker with the demo topics, for trying things out without Kubernetes.
+//! - `odradek processor`: a stream processor running a built-in job.
+
+mod dev;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// Odradek: a Kubernetes-native, Kafka-compatible log cluster.
 #[derive(Debug, Parser)]
-#[command(name = "odradek", version, about)]
+#[command(
+    name = "odradek",
+    version,
+    about = "Kubernetes-native, Kafka-compatible log cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,55 +23,52 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker.
+    Broker(odradek_broker::BrokerArgs),
+    /// Run a local broker with the demo topics (no Kubernetes needed).
+    Dev(dev::DevArgs),
     /// Run a stream processor (a built-in job) against a cluster.
     Processor(odradek_processor::ProcessorArgs),
 }
 
-fn init_tracing() {
-    let filter = std::env::var("ODRADEK_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".to_owned());
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-fn cancel_on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                        let _ = tokio::signal::ctrl_c().await;
-                        token.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutdown requested");
-        token.cancel();
-    });
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
-    match cli.command {
-        Command::Processor(args) => odradek_processor::run(args, shutdown).await,
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("ODRADEK_LOG")
+                .or_else(|_| EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match cli.command {
+            Command::Broker(args) => odradek_broker::run(args, shutdown).await,
+            Command::Dev(args) => dev::run(args, shutdown).await,
+            Command::Processor(args) => odradek_processor::run(args, shutdown).await,
+        }
+    })
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C; a second signal exits at once.
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        tracing::error!("cannot listen for SIGTERM");
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        if n > 0 {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+        tracing::info!("signal received: shutting down");
+        token.cancel();
     }
 }

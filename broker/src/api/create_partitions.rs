@@ -1,0 +1,28 @@
+//! CreatePartitions: raise a topic's partition count (never lower it).
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::message;
+use crate::server::Broker;
+
+pub(super) fn handle(
+    broker: &Broker,
+    request: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
+    let results = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
+            if let Err(e) = broker.create_partitions(&name, t.count, request.validate_only) {
+                r.error_code = e.code();
+                r.error_message = message(e.to_string());
+            }
+            r
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,149 @@
+//! Metadata: brokers, cluster id, controller, and topics with partitions, leaders and replicas.
+//! Topics may be asked for by name or (v10+) by id; unknown ones answer `UNKNOWN_TOPIC_OR_PARTITION`
+//! (or `UNKNOWN_TOPIC_ID`) unless auto-creation is on and the client allows it.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::TopicInfo;
+use crate::server::{Broker, OFFSETS_TOPIC, TopicSpec};
+
+pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    // v0 has no null: an empty list means every topic. From v1 on, empty means none.
+    let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    // Kafka 4 ignores allow_auto_topic_creation below v4 as if it were true.
+    let allow_auto = version < 4 || request.allow_auto_topic_creation;
+
+    let mut topics = Vec::new();
+    match wanted {
+        None => {
+            let state = broker.metadata.read();
+            topics.extend(state.topics.values().map(|t| topic_response(t, version)));
+        }
+        Some(list) => {
+            for (name, id) in list {
+                topics.push(lookup(broker, name, id, allow_auto, version));
+            }
+        }
+    }
+
+    let state = broker.metadata.read();
+    let brokers = state
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(topics);
+    if version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(
+            broker.metadata.cluster_id().to_owned(),
+        ));
+    }
+    if version < 8 || !request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = i32::MIN;
+    }
+    response
+}
+
+fn lookup(
+    broker: &Broker,
+    name: Option<String>,
+    id: uuid::Uuid,
+    allow_auto: bool,
+    version: i16,
+) -> MetadataResponseTopic {
+    let Some(name) = name else {
+        // By id (v10+).
+        let state = broker.metadata.read();
+        return match state.topic_name(&id).and_then(|n| state.topic(n)) {
+            Some(t) => topic_response(t, version),
+            None => MetadataResponseTopic::default()
+                .with_error_code(ResponseError::UnknownTopicId.code())
+                .with_name(None)
+                .with_topic_id(id),
+        };
+    };
+    if let Some(t) = broker.metadata.read().topic(&name) {
+        return topic_response(t, version);
+    }
+    let error = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_error_code(code.code())
+            .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+    };
+    if !(broker.config.auto_create_topics && allow_auto) {
+        return error(ResponseError::UnknownTopicOrPartition);
+    }
+    let spec = TopicSpec {
+        name: name.clone(),
+        partitions: -1,
+        replication_factor: -1,
+        configs: Default::default(),
+        assignments: None,
+    };
+    match broker.create_topic(spec, false) {
+        // Kafka answers LEADER_NOT_AVAILABLE while a new topic's leaders are elected; ours are immediate.
+        Ok(t) => topic_response(&t, version),
+        Err(crate::server::TopicError::AlreadyExists(_)) => {
+            match broker.metadata.read().topic(&name) {
+                Some(t) => topic_response(t, version),
+                None => error(ResponseError::LeaderNotAvailable),
+            }
+        }
+        Err(crate::server::TopicError::InvalidName(_)) => {
+            error(ResponseError::InvalidTopicException)
+        }
+        Err(e) => {
+            tracing::warn!(topic = %name, error = %e, "auto-creation failed");
+            error(ResponseError::UnknownTopicOrPartition)
+        }
+    }
+}
+
+fn topic_response(t: &TopicInfo, version: i16) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let replicas: Vec<BrokerId> = p.replicas.iter().map(|&r| BrokerId(r)).collect();
+            let mut mp = MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas);
+            if version >= 7 {
+                mp.leader_epoch = p.leader_epoch;
+            }
+            mp
+        })
+        .collect();
+    let mut topic = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_is_internal(t.name == OFFSETS_TOPIC)
+        .with_partitions(partitions);
+    if version >= 10 {
+        topic.topic_id = t.id;
+    }
+    topic
+}

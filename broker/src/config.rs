@@ -1,0 +1,283 @@
+//! Broker configuration: command-line flags (each also an `ODRADEK_*` environment variable), parsed
+//! into a plain [`BrokerConfig`] that [`BrokerConfig::validate`] checks before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `odradek broker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// Broker id in the cluster (Kafka's `node.id`).
+    #[arg(long, env = "ODRADEK_NODE_ID", default_value_t = 0)]
+    pub node_id: i32,
+
+    /// Take the node id from the trailing ordinal of the host name (`odradek-2` is node 2), as in a
+    /// StatefulSet pod. Overrides `--node-id`.
+    #[arg(long, env = "ODRADEK_NODE_ID_FROM_HOSTNAME", default_value_t = false)]
+    pub node_id_from_hostname: bool,
+
+    /// Address the Kafka listener binds.
+    #[arg(long, env = "ODRADEK_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// `host:port` clients are told to connect to (Metadata, FindCoordinator). Defaults to `--listen`.
+    #[arg(long, env = "ODRADEK_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+
+    /// Directory holding partition logs and cluster metadata. Created if absent.
+    #[arg(long, env = "ODRADEK_DATA_DIR", default_value = "./odradek-data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "ODRADEK_HTTP", default_value = "127.0.0.1:9644")]
+    pub http: SocketAddr,
+
+    /// Rack of this broker (Kafka's `broker.rack`), reported in Metadata.
+    #[arg(long, env = "ODRADEK_RACK")]
+    pub rack: Option<String>,
+
+    /// Partitions of a topic created without an explicit count (Kafka's `num.partitions`).
+    #[arg(long, env = "ODRADEK_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+
+    /// Create a topic when a client asks Metadata for one that does not exist
+    /// (Kafka's `auto.create.topics.enable`).
+    #[arg(long, env = "ODRADEK_AUTO_CREATE_TOPICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Largest request frame accepted, in bytes (Kafka's `socket.request.max.bytes`); a larger frame
+    /// closes the connection.
+    #[arg(long, env = "ODRADEK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
+    pub max_request_bytes: u32,
+
+    /// Default topic configs, `key=value` by their Kafka names (repeatable), e.g.
+    /// `--topic-config retention.ms=3600000`. A topic's own configs override them.
+    #[arg(long = "topic-config", env = "ODRADEK_TOPIC_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    pub topic_config: Vec<(String, String)>,
+
+    /// How often retention and compaction run over every partition, in milliseconds
+    /// (Kafka's `log.retention.check.interval.ms`).
+    #[arg(long, env = "ODRADEK_RETENTION_CHECK_MS", default_value_t = 300_000)]
+    pub retention_check_ms: u64,
+
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members before its first
+    /// rebalance completes.
+    #[arg(
+        long,
+        env = "ODRADEK_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: i32,
+
+    /// Grace period for in-flight requests on SIGTERM before connections are closed, in milliseconds.
+    #[arg(long, env = "ODRADEK_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
+    pub shutdown_grace_ms: u64,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+/// Validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub rack: Option<String>,
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+    pub max_request_bytes: u32,
+    pub topic_defaults: BTreeMap<String, String>,
+    pub retention_check_interval: Duration,
+    pub group_initial_rebalance_delay_ms: i32,
+    pub shutdown_grace: Duration,
+}
+
+/// A flag whose value cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value {value:?} for {flag}: {reason}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl BrokerArgs {
+    /// Checks every flag and produces the configuration the broker runs with.
+    pub fn into_config(self) -> Result<BrokerConfig, ConfigError> {
+        let node_id = if self.node_id_from_hostname {
+            let host = hostname();
+            ordinal_of(&host).ok_or_else(|| ConfigError {
+                flag: "--node-id-from-hostname",
+                value: host.clone(),
+                reason: "the host name does not end in -<ordinal>".into(),
+            })?
+        } else {
+            self.node_id
+        };
+        let advertised = self
+            .advertised_listener
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string());
+        let (host, port) = split_host_port(&advertised).ok_or_else(|| ConfigError {
+            flag: "--advertised-listener",
+            value: advertised.clone(),
+            reason: "expected host:port".into(),
+        })?;
+        let config = BrokerConfig {
+            node_id,
+            listen: self.listen,
+            advertised_host: host,
+            advertised_port: port,
+            data_dir: self.data_dir,
+            http: self.http,
+            rack: self.rack,
+            default_partitions: self.default_partitions,
+            auto_create_topics: self.auto_create_topics,
+            max_request_bytes: self.max_request_bytes,
+            topic_defaults: self.topic_config.into_iter().collect(),
+            retention_check_interval: Duration::from_millis(self.retention_check_ms),
+            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl BrokerConfig {
+    /// Names the first value that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |flag, value: String, reason: &str| ConfigError {
+            flag,
+            value,
+            reason: reason.into(),
+        };
+        if self.node_id < 0 {
+            return Err(bad("--node-id", self.node_id.to_string(), "must be >= 0"));
+        }
+        if self.default_partitions < 1 {
+            return Err(bad(
+                "--default-partitions",
+                self.default_partitions.to_string(),
+                "must be >= 1",
+            ));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(bad(
+                "--max-request-bytes",
+                self.max_request_bytes.to_string(),
+                "must be >= 1024",
+            ));
+        }
+        if self.advertised_port <= 0 || self.advertised_port > 65535 {
+            return Err(bad(
+                "--advertised-listener",
+                self.advertised_port.to_string(),
+                "port out of range",
+            ));
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            let v = self.group_initial_rebalance_delay_ms.to_string();
+            return Err(bad("--group-initial-rebalance-delay-ms", v, "must be >= 0"));
+        }
+        crate::storage::LogConfig::from_kafka_configs(&self.topic_defaults).map_err(|e| {
+            ConfigError {
+                flag: "--topic-config",
+                value: format!("{:?}", self.topic_defaults),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// A configuration for tests and `odradek dev`: everything default but the directory and ports.
+    pub fn local(data_dir: PathBuf, listen: SocketAddr, http: SocketAddr) -> Self {
+        BrokerConfig {
+            node_id: 0,
+            listen,
+            advertised_host: listen.ip().to_string(),
+            advertised_port: i32::from(listen.port()),
+            data_dir,
+            http,
+            rack: None,
+            default_partitions: 1,
+            auto_create_topics: false,
+            max_request_bytes: 104_857_600,
+            topic_defaults: BTreeMap::new(),
+            retention_check_interval: Duration::from_secs(300),
+            group_initial_rebalance_delay_ms: 0,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// `odradek-3` -> 3: the ordinal a StatefulSet appends to its pod names.
+fn ordinal_of(host: &str) -> Option<i32> {
+    let short = host.split('.').next()?;
+    short.rsplit_once('-')?.1.parse().ok()
+}
+
+fn split_host_port(s: &str) -> Option<(String, i32)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinal_comes_from_the_pod_name() {
+        assert_eq!(ordinal_of("odradek-3"), Some(3));
+        assert_eq!(
+            ordinal_of("my-cluster-12.my-cluster-headless.ns.svc"),
+            Some(12)
+        );
+        assert_eq!(ordinal_of("laptop"), None);
+    }
+
+    #[test]
+    fn advertised_listener_needs_host_and_port() {
+        assert_eq!(
+            split_host_port("b-0.svc:9092"),
+            Some(("b-0.svc".into(), 9092))
+        );
+        assert_eq!(split_host_port("[::1]:9092"), Some(("::1".into(), 9092)));
+        assert_eq!(split_host_port(":9092"), None);
+        assert_eq!(split_host_port("host"), None);
+    }
+
+    #[test]
+    fn validate_names_the_bad_flag() {
+        let mut c = BrokerConfig::local(
+            "/tmp/x".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        c.default_partitions = 0;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.flag, "--default-partitions");
+    }
+}

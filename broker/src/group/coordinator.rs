@@ -1,0 +1,223 @@
+//! The group coordinator: shared state, start-up replay, persistence and the timer loop.
+//!
+//! All groups live behind one `std` mutex. Handlers lock it, change state, append to the coordinator
+//! log while still holding it (so the log order is the order changes were applied), and unlock before
+//! awaiting anything. A JoinGroup or SyncGroup that has to wait parks a oneshot sender in its member
+//! and awaits the receiver outside the lock, so a slow group never blocks another.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::classic_group::{Group, duration_ms};
+use super::clock::{Clock, Now};
+use super::records::{GroupValue, OffsetValue, RecordKey};
+use super::{CoordinatorLog, CoordinatorRecord, GroupConfig, GroupError, PartitionLookup};
+
+/// Who sent a request, from its request header and connection: Kafka builds member ids from the
+/// client id and shows both in DescribeGroups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The `client.id` of the request header.
+    pub client_id: String,
+    /// The peer address, as Kafka shows it (`/127.0.0.1`).
+    pub client_host: String,
+}
+
+/// The state behind the coordinator's lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) groups: HashMap<String, Group>,
+    /// When offset expiry runs next.
+    pub(crate) next_offset_expiry: Instant,
+}
+
+/// Kafka's classic group coordinator for every group of this broker.
+///
+/// `Send + Sync`; share it in an `Arc`. Spawn [`run`](Self::run) once: it drives session timeouts,
+/// rebalance timeouts and offset expiry. Without it, joins still complete when every member is in,
+/// but nothing ever times out.
+pub struct GroupCoordinator {
+    pub(crate) log: Arc<dyn CoordinatorLog>,
+    pub(crate) partitions: Arc<dyn PartitionLookup>,
+    pub(crate) config: GroupConfig,
+    pub(crate) clock: Clock,
+    /// `std` mutex: never held across an await.
+    state: Mutex<State>,
+    /// Wakes [`run`](Self::run) when a handler may have set an earlier deadline.
+    wake: Notify,
+}
+
+impl std::fmt::Debug for GroupCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCoordinator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupCoordinator {
+    /// Rebuilds groups and committed offsets from the log (replay), then serves.
+    pub fn new(
+        log: Arc<dyn CoordinatorLog>,
+        partitions: Arc<dyn PartitionLookup>,
+        config: GroupConfig,
+    ) -> Result<Self, GroupError> {
+        config.validate()?;
+        let clock = Clock::new();
+        let now = clock.now();
+        let groups = replay(log.replay()?, now)?;
+        tracing::info!(groups = groups.len(), "group coordinator loaded");
+        let next_offset_expiry =
+            now.instant + duration_ms(config.offsets_retention_check_interval_ms);
+        Ok(Self {
+            log,
+            partitions,
+            config,
+            clock,
+            state: Mutex::new(State {
+                groups,
+                next_offset_expiry,
+            }),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Background task: session timeouts, rebalance timeouts, offset expiry. Runs until cancelled.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        loop {
+            let next = {
+                let state = self.lock();
+                state
+                    .groups
+                    .values()
+                    .filter_map(Group::next_deadline)
+                    .fold(state.next_offset_expiry, Instant::min)
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(next) => {}
+            }
+            self.tick();
+        }
+    }
+
+    /// Applies every timer due now.
+    pub(crate) fn tick(&self) {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        for group in state.groups.values_mut() {
+            group.expire(now, self.config.group_initial_rebalance_delay_ms);
+        }
+        if state.next_offset_expiry <= now.instant {
+            state.next_offset_expiry =
+                now.instant + duration_ms(self.config.offsets_retention_check_interval_ms);
+            self.expire_offsets(&mut state, now);
+        }
+        self.flush_dirty(&mut state);
+    }
+
+    /// Tells [`run`](Self::run) to recompute its next deadline.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Locks the state. A panic while holding the lock cannot leave a group half-updated in a way
+    /// later requests cannot cope with, so a poisoned lock is used as is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current time.
+    pub(crate) fn now(&self) -> Now {
+        self.clock.now()
+    }
+
+    /// Appends records to the coordinator log.
+    pub(crate) fn append(&self, records: Vec<CoordinatorRecord>) -> Result<(), GroupError> {
+        self.log.append(records)
+    }
+
+    /// Persists the metadata record of `group`.
+    pub(crate) fn persist_group(&self, group: &Group) -> Result<(), GroupError> {
+        self.append(vec![group_record(group)])
+    }
+
+    /// Persists every group whose metadata changed in a way Kafka persists. A failure is logged:
+    /// the in-memory state stays authoritative and the next successful write supersedes it.
+    pub(crate) fn flush_dirty(&self, state: &mut State) {
+        for group in state.groups.values_mut().filter(|g| g.metadata_dirty) {
+            group.metadata_dirty = false;
+            if let Err(err) = self.persist_group(group) {
+                tracing::warn!(group_id = %group.group_id, %err, "persisting group metadata failed");
+            }
+        }
+    }
+}
+
+/// The metadata record of `group`.
+pub(crate) fn group_record(group: &Group) -> CoordinatorRecord {
+    let key = RecordKey::Group {
+        group_id: group.group_id.clone(),
+    };
+    (key.encode(), Some(group.to_value().encode()))
+}
+
+/// Rebuilds the groups from the coordinator log: the last record of each key wins, tombstones delete.
+fn replay(records: Vec<CoordinatorRecord>, now: Now) -> Result<HashMap<String, Group>, GroupError> {
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut metadata: HashMap<String, Option<GroupValue>> = HashMap::new();
+    for (index, (key, value)) in records.into_iter().enumerate() {
+        let corrupt = |reason: String| GroupError::Corrupt { index, reason };
+        match RecordKey::decode(&key).map_err(corrupt)? {
+            None => tracing::warn!(
+                index,
+                "skipping coordinator record with an unknown key version"
+            ),
+            Some(RecordKey::Offset {
+                group_id,
+                topic,
+                partition,
+            }) => match value {
+                Some(value) => {
+                    let offset = OffsetValue::decode(&value).map_err(corrupt)?;
+                    groups
+                        .entry(group_id.clone())
+                        .or_insert_with(|| Group::new(group_id, now.wall_ms))
+                        .offsets
+                        .insert((topic, partition), offset);
+                }
+                None => {
+                    if let Some(group) = groups.get_mut(&group_id) {
+                        group.offsets.remove(&(topic, partition));
+                    }
+                }
+            },
+            Some(RecordKey::Group { group_id }) => {
+                let value = value
+                    .map(|v| GroupValue::decode(&v))
+                    .transpose()
+                    .map_err(corrupt)?;
+                if value.is_none() {
+                    // A group tombstone deletes the group with its offsets (DeleteGroups writes the
+                    // offset tombstones too, but compaction may have removed those already).
+                    groups.remove(&group_id);
+                }
+                metadata.insert(group_id, value);
+            }
+        }
+    }
+    for (group_id, value) in metadata {
+        if let Some(value) = value {
+            groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id, now.wall_ms))
+                .restore(value, now.instant, now.wall_ms);
+        }
+    }
+    Ok(groups)
+}

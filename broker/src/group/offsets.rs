@@ -1,0 +1,525 @@
+//! OffsetCommit, OffsetFetch and OffsetDelete, the removal of a deleted topic's offsets, and offset
+//! expiry.
+
+use std::collections::HashSet;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::CoordinatorRecord;
+use super::classic_group::{Group, GroupState, TopicPartition};
+use super::clock::Now;
+use super::coordinator::{GroupCoordinator, State};
+use super::membership::refresh_session;
+use super::records::{OffsetValue, RecordKey};
+
+/// One partition's committed offset as OffsetFetch reports it; offset -1 when there is none.
+struct Fetched {
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: String,
+}
+
+impl GroupCoordinator {
+    /// OffsetCommit (v2-9): stores offsets once they are in the coordinator log.
+    pub async fn offset_commit(
+        &self,
+        req: OffsetCommitRequest,
+        version: i16,
+    ) -> OffsetCommitResponse {
+        let group_error = self.validate_commit(&req);
+        let now = self.now();
+        // Per partition: the error, or the offset to write.
+        let mut results: Vec<(String, i32, Result<OffsetValue, i16>)> = Vec::new();
+        for topic in &req.topics {
+            for partition in &topic.partitions {
+                let outcome = match group_error {
+                    Some(error) => Err(error.code()),
+                    None => self
+                        .check_partition(
+                            topic.name.as_str(),
+                            partition.partition_index,
+                            partition.committed_metadata.as_deref(),
+                        )
+                        .map(|()| OffsetValue {
+                            offset: partition.committed_offset,
+                            leader_epoch: partition.committed_leader_epoch,
+                            metadata: partition
+                                .committed_metadata
+                                .as_deref()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            commit_timestamp_ms: now.wall_ms,
+                            // v2-v4 may ask for a retention of their own; -1 means the broker's.
+                            expire_timestamp_ms: (version <= 4 && req.retention_time_ms >= 0)
+                                .then(|| now.wall_ms.saturating_add(req.retention_time_ms)),
+                        }),
+                };
+                results.push((topic.name.to_string(), partition.partition_index, outcome));
+            }
+        }
+        if group_error.is_none() {
+            self.apply_commit(&req, &mut results, now);
+        }
+        self.wake();
+        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+        for (topic, partition, outcome) in results {
+            let entry = OffsetCommitResponsePartition::default()
+                .with_partition_index(partition)
+                .with_error_code(outcome.err().unwrap_or(0));
+            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+                Some(t) => t.partitions.push(entry),
+                None => topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(vec![entry]),
+                ),
+            }
+        }
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    /// Kafka's group-level checks of a commit, done once for the whole request.
+    fn validate_commit(&self, req: &OffsetCommitRequest) -> Option<ResponseError> {
+        if req.group_id.is_empty() {
+            return Some(ResponseError::InvalidGroupId);
+        }
+        let generation_id = req.generation_id_or_member_epoch;
+        let member_id = req.member_id.as_str();
+        let instance_id = req.group_instance_id.as_deref();
+        let state = self.lock();
+        let Some(group) = state.groups.get(req.group_id.as_str()) else {
+            // Only a commit outside group management may create a group.
+            let simple = generation_id < 0 && member_id.is_empty() && instance_id.is_none();
+            return (!simple).then_some(ResponseError::IllegalGeneration);
+        };
+        if generation_id < 0 && group.state == GroupState::Empty {
+            // Tools and consumers that assign partitions themselves commit with generation -1.
+            return None;
+        }
+        if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            if let Some(code) = group.validate_member(member_id, instance_id) {
+                return ResponseError::try_from_code(code);
+            }
+            if generation_id != group.generation_id {
+                return Some(ResponseError::IllegalGeneration);
+            }
+        } else if group.state != GroupState::Empty {
+            return Some(ResponseError::UnknownMemberId);
+        }
+        if group.state == GroupState::CompletingRebalance {
+            // The member has the new generation but not its assignment yet: commit after syncing.
+            return Some(ResponseError::RebalanceInProgress);
+        }
+        None
+    }
+
+    fn check_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        metadata: Option<&str>,
+    ) -> Result<(), i16> {
+        if metadata.is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes) {
+            return Err(ResponseError::OffsetMetadataTooLarge.code());
+        }
+        if !self.partitions.partition_exists(topic, partition) {
+            return Err(ResponseError::UnknownTopicOrPartition.code());
+        }
+        Ok(())
+    }
+
+    /// Writes the valid offsets of a commit to the log and then to memory. The group is looked up
+    /// again under the lock: if it changed since validation (a rebalance raced the commit), the
+    /// commit is validated again so a stale generation is never accepted.
+    fn apply_commit(
+        &self,
+        req: &OffsetCommitRequest,
+        results: &mut [(String, i32, Result<OffsetValue, i16>)],
+        now: Now,
+    ) {
+        let group_id = req.group_id.to_string();
+        let mut state = self.lock();
+        if let Some(error) = revalidate(&state, req) {
+            for result in results.iter_mut() {
+                result.2 = Err(error.code());
+            }
+            return;
+        }
+        let records: Vec<CoordinatorRecord> = results
+            .iter()
+            .filter_map(|(topic, partition, outcome)| {
+                let value = outcome.as_ref().ok()?;
+                let key = RecordKey::Offset {
+                    group_id: group_id.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                Some((key.encode(), Some(value.encode())))
+            })
+            .collect();
+        if records.is_empty() {
+            return;
+        }
+        if let Err(err) = self.append(records) {
+            tracing::warn!(%group_id, %err, "persisting offset commit failed");
+            for result in results.iter_mut().filter(|r| r.2.is_ok()) {
+                result.2 = Err(ResponseError::CoordinatorNotAvailable.code());
+            }
+            return;
+        }
+        let group = state
+            .groups
+            .entry(group_id.clone())
+            .or_insert_with(|| Group::new(group_id, now.wall_ms));
+        for (topic, partition, outcome) in results.iter() {
+            if let Ok(value) = outcome {
+                group
+                    .offsets
+                    .insert((topic.clone(), *partition), value.clone());
+            }
+        }
+        // A commit from a member in good standing also proves it is alive.
+        if req.generation_id_or_member_epoch >= 0 {
+            refresh_session(group, req.member_id.as_str(), now);
+        }
+    }
+
+    /// OffsetFetch (v1-9): committed offsets of one group (v1-7) or several (v8+); null topics mean
+    /// every partition the group has an offset for.
+    pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        let state = self.lock();
+        if version >= 8 {
+            let groups = req
+                .groups
+                .iter()
+                .map(|g| {
+                    let wanted = g.topics.as_ref().map(|topics| {
+                        topics
+                            .iter()
+                            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                            .collect::<Vec<_>>()
+                    });
+                    let topics = fetch(&state, g.group_id.as_str(), wanted)
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(StrBytes::from_string(name)))
+                                .with_partitions(
+                                    partitions
+                                        .into_iter()
+                                        .map(|p| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p.partition)
+                                                .with_committed_offset(p.offset)
+                                                .with_committed_leader_epoch(p.leader_epoch)
+                                                .with_metadata(Some(StrBytes::from_string(
+                                                    p.metadata,
+                                                )))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_topics(topics)
+                })
+                .collect();
+            return OffsetFetchResponse::default().with_groups(groups);
+        }
+        let wanted = req.topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                .collect::<Vec<_>>()
+        });
+        let topics = fetch(&state, req.group_id.as_str(), wanted)
+            .into_iter()
+            .map(|(name, partitions)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(
+                        partitions
+                            .into_iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p.partition)
+                                    .with_committed_offset(p.offset)
+                                    // v1-4 have no leader epoch; -1 is also the field's default.
+                                    .with_committed_leader_epoch(if version >= 5 {
+                                        p.leader_epoch
+                                    } else {
+                                        -1
+                                    })
+                                    .with_metadata(Some(StrBytes::from_string(p.metadata)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    /// OffsetDelete (v0): deletes a group's offsets for partitions it no longer consumes.
+    pub async fn offset_delete(
+        &self,
+        req: OffsetDeleteRequest,
+        _version: i16,
+    ) -> OffsetDeleteResponse {
+        let group_id = req.group_id.to_string();
+        let mut state = self.lock();
+        let Some(group) = state.groups.get_mut(&group_id) else {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupIdNotFound.code());
+        };
+        let is_consumer_group =
+            group.protocol_type.as_deref() == Some(super::classic_group::CONSUMER_PROTOCOL_TYPE);
+        if group.state == GroupState::Dead {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupIdNotFound.code());
+        }
+        if !is_consumer_group && group.state != GroupState::Empty {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::NonEmptyGroup.code());
+        }
+        // `None`: the subscriptions cannot be read, so every topic counts as subscribed.
+        let subscribed = group.subscribed_topics();
+        let mut deleted: Vec<TopicPartition> = Vec::new();
+        let mut topics = Vec::new();
+        for topic in &req.topics {
+            let name = topic.name.as_str();
+            let in_use = subscribed
+                .as_ref()
+                .is_none_or(|s: &HashSet<String>| s.contains(name));
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let error = if !self.partitions.partition_exists(name, p.partition_index) {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else if in_use {
+                        ResponseError::GroupSubscribedToTopic.code()
+                    } else {
+                        deleted.push((name.to_owned(), p.partition_index));
+                        0
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                })
+                .collect();
+            topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        let to_delete: Vec<TopicPartition> = deleted
+            .into_iter()
+            .filter(|tp| group.offsets.contains_key(tp))
+            .collect();
+        if !to_delete.is_empty() {
+            if let Err(err) = self.append(offset_tombstones(&group_id, &to_delete)) {
+                tracing::warn!(%group_id, %err, "persisting offset deletion failed");
+                return OffsetDeleteResponse::default()
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+            }
+            for tp in &to_delete {
+                group.offsets.remove(tp);
+            }
+        }
+        OffsetDeleteResponse::default().with_topics(topics)
+    }
+
+    /// Called when a topic is deleted: drop its committed offsets.
+    pub async fn topic_deleted(&self, topic: &str) {
+        let mut state = self.lock();
+        for group in state.groups.values_mut() {
+            let gone: Vec<TopicPartition> = group
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            if let Err(err) = self.append(offset_tombstones(&group.group_id, &gone)) {
+                // The offsets stay in memory and in the log; the next expiry or deletion retries.
+                tracing::warn!(group_id = %group.group_id, %topic, %err, "removing offsets of a deleted topic failed");
+                continue;
+            }
+            for tp in &gone {
+                group.offsets.remove(tp);
+            }
+        }
+    }
+
+    /// Removes expired offsets, then groups left with neither members nor offsets. Kafka 2.1+ rule:
+    /// offsets of an empty group expire `offsets.retention.ms` after the group became empty (or
+    /// after the commit, if later); a consumer group that is running only loses offsets of topics
+    /// it no longer subscribes to. Commits with an explicit retention expire at their own time.
+    pub(crate) fn expire_offsets(&self, state: &mut State, now: Now) {
+        let retention_ms = self.config.offsets_retention_ms;
+        let mut dead: Vec<String> = Vec::new();
+        for group in state.groups.values_mut() {
+            let subscribed = match group.state {
+                GroupState::Empty => Some(HashSet::new()),
+                GroupState::Stable
+                    if group.protocol_type.as_deref()
+                        == Some(super::classic_group::CONSUMER_PROTOCOL_TYPE) =>
+                {
+                    group.subscribed_topics()
+                }
+                _ => None,
+            };
+            let expired: Vec<TopicPartition> = group
+                .offsets
+                .iter()
+                .filter(|((topic, _), value)| match value.expire_timestamp_ms {
+                    Some(expire) => now.wall_ms >= expire,
+                    None => subscribed.as_ref().is_some_and(|s| {
+                        let base = if group.state == GroupState::Empty {
+                            value.commit_timestamp_ms.max(group.state_timestamp_ms)
+                        } else {
+                            value.commit_timestamp_ms
+                        };
+                        !s.contains(topic) && now.wall_ms.saturating_sub(base) >= retention_ms
+                    }),
+                })
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            if !expired.is_empty() {
+                if let Err(err) = self.append(offset_tombstones(&group.group_id, &expired)) {
+                    tracing::warn!(group_id = %group.group_id, %err, "expiring offsets failed");
+                    continue;
+                }
+                tracing::info!(group_id = %group.group_id, count = expired.len(), "expired committed offsets");
+                for tp in &expired {
+                    group.offsets.remove(tp);
+                }
+            }
+            if group.state == GroupState::Empty
+                && group.offsets.is_empty()
+                && group.pending_members.is_empty()
+            {
+                dead.push(group.group_id.clone());
+            }
+        }
+        for group_id in dead {
+            let tombstone = (
+                RecordKey::Group {
+                    group_id: group_id.clone(),
+                }
+                .encode(),
+                None,
+            );
+            match self.append(vec![tombstone]) {
+                Ok(()) => {
+                    tracing::info!(%group_id, "removed empty group without offsets");
+                    state.groups.remove(&group_id);
+                }
+                Err(err) => tracing::warn!(%group_id, %err, "removing empty group failed"),
+            }
+        }
+    }
+}
+
+/// The commit checks again, against the state as it is now.
+fn revalidate(state: &State, req: &OffsetCommitRequest) -> Option<ResponseError> {
+    let generation_id = req.generation_id_or_member_epoch;
+    let group = state.groups.get(req.group_id.as_str())?;
+    if generation_id < 0 {
+        return (group.state != GroupState::Empty).then_some(ResponseError::UnknownMemberId);
+    }
+    if let Some(code) =
+        group.validate_member(req.member_id.as_str(), req.group_instance_id.as_deref())
+    {
+        return ResponseError::try_from_code(code);
+    }
+    if generation_id != group.generation_id {
+        return Some(ResponseError::IllegalGeneration);
+    }
+    (group.state == GroupState::CompletingRebalance).then_some(ResponseError::RebalanceInProgress)
+}
+
+/// Tombstones for the given offsets of `group_id`.
+pub(crate) fn offset_tombstones(
+    group_id: &str,
+    partitions: &[TopicPartition],
+) -> Vec<CoordinatorRecord> {
+    partitions
+        .iter()
+        .map(|(topic, partition)| {
+            let key = RecordKey::Offset {
+                group_id: group_id.to_owned(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            (key.encode(), None)
+        })
+        .collect()
+}
+
+/// Committed offsets of `group_id` for the wanted topics and partitions (`None`: all committed ones),
+/// grouped by topic in request order.
+fn fetch(
+    state: &State,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<Fetched>)> {
+    let group = state.groups.get(group_id);
+    let lookup = |topic: &str, partition: i32| {
+        let value = group.and_then(|g| g.offsets.get(&(topic.to_owned(), partition)));
+        match value {
+            Some(v) => Fetched {
+                partition,
+                offset: v.offset,
+                leader_epoch: v.leader_epoch,
+                metadata: v.metadata.clone(),
+            },
+            None => Fetched {
+                partition,
+                offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+            },
+        }
+    };
+    match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let fetched = partitions.into_iter().map(|p| lookup(&topic, p)).collect();
+                (topic, fetched)
+            })
+            .collect(),
+        None => {
+            let mut out: Vec<(String, Vec<Fetched>)> = Vec::new();
+            for (topic, partition) in group.map(|g| g.offsets.keys()).into_iter().flatten() {
+                let fetched = lookup(topic, *partition);
+                match out.last_mut() {
+                    Some((last, partitions)) if last == topic => partitions.push(fetched),
+                    _ => out.push((topic.clone(), vec![fetched])),
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The partition log as the API layer sees it: append with offsets assigned and producer sequences
+//! checked, read from an offset, high watermark, log start offset, truncation.
+//!
+//! A single broker is leader of every partition it hosts, so the high watermark is the log end
+//! offset. Replication plugs in here: the high watermark will become the quorum-committed offset.
+//! Waiting fetches subscribe to [`Partition::subscribe`] and wake as soon as the high watermark moves.
+
+mod manager;
+mod producer_state;
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+pub use manager::{PartitionKey, ReplicaManager};
+pub use producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
+
+use crate::storage::{self, Log, LogConfig, StorageError};
+
+/// Why an append was refused, as a Kafka error code family.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("out of order sequence number from producer {producer_id}")]
+    OutOfOrderSequence { producer_id: i64 },
+    #[error("producer {producer_id} has a newer epoch than {epoch}")]
+    InvalidProducerEpoch { producer_id: i64, epoch: i16 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+    /// True when the batch was a retry of one already in the log.
+    pub duplicate: bool,
+}
+
+/// One hosted partition.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    log: Log,
+    /// Serialises sequence checks with the append they guard. Held for one append, never across `.await`.
+    producers: Mutex<ProducerStates>,
+    leader_epoch: i32,
+    hw: watch::Sender<i64>,
+}
+
+impl Partition {
+    /// Opens the partition's log and rebuilds producer state from it.
+    pub fn open(
+        topic: &str,
+        index: i32,
+        dir: &std::path::Path,
+        config: LogConfig,
+        leader_epoch: i32,
+    ) -> Result<Self, StorageError> {
+        let log = Log::open(dir, config)?;
+        let producers = rebuild_producer_state(&log)?;
+        let (hw, _) = watch::channel(log.log_end_offset());
+        Ok(Partition {
+            topic: topic.to_owned(),
+            index,
+            log,
+            producers: Mutex::new(producers),
+            leader_epoch,
+            hw,
+        })
+    }
+
+    /// Appends one validated record batch (producer fields already parsed into `producer`).
+    pub fn append(&self, batch: Bytes, producer: &ProducerBatch) -> Result<Appended, AppendError> {
+        let mut producers = self
+            .producers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match producers.check(producer) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate { base_offset } => {
+                return Ok(Appended {
+                    base_offset,
+                    log_start_offset: self.log.log_start_offset(),
+                    duplicate: true,
+                });
+            }
+            SequenceCheck::OutOfOrder => {
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id: producer.producer_id,
+                });
+            }
+            SequenceCheck::InvalidEpoch => {
+                return Err(AppendError::InvalidProducerEpoch {
+                    producer_id: producer.producer_id,
+                    epoch: producer.producer_epoch,
+                });
+            }
+        }
+        // The log stamps offsets and the leader epoch into the header, so it needs its own copy.
+        let mut batch = bytes::BytesMut::from(&batch[..]);
+        let info = self.log.append(&mut batch, self.leader_epoch)?;
+        producers.record(producer, info.base_offset);
+        drop(producers);
+        self.hw.send_replace(self.log.log_end_offset());
+        Ok(Appended {
+            base_offset: info.base_offset,
+            log_start_offset: self.log.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// Whole batches from `offset`, at most `max_bytes` (but at least one batch), below the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
+        Ok(self
+            .log
+            .read(offset, max_bytes, self.high_watermark())?
+            .records)
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.hw.borrow()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// Wakes when the high watermark moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.hw.subscribe()
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// DeleteRecords: moves the log start offset; returns the new one.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
+        self.log.delete_records_before(offset)
+    }
+
+    /// Replication: drops everything from `offset` on.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        let mut producers = self
+            .producers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.log.truncate_to(offset)?;
+        producers.truncate(offset);
+        drop(producers);
+        self.hw.send_replace(self.log.log_end_offset());
+        Ok(())
+    }
+}
+
+/// Replays batch headers from the log start to recover producer sequences after a restart.
+fn rebuild_producer_state(log: &Log) -> Result<ProducerStates, StorageError> {
+    const CHUNK: usize = 8 << 20;
+    let mut states = ProducerStates::default();
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let read = log.read(offset, CHUNK, end)?;
+        if read.records.is_empty() {
+            break;
+        }
+        let mut next = offset;
+        for batch in storage::batch::BatchIter::new(&read.records) {
+            let header = batch?;
+            states.record(&producer_batch(&header), header.base_offset());
+            next = header.last_offset() + 1;
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(states)
+}
+
+/// The producer fields of a parsed batch header.
+pub fn producer_batch(h: &storage::batch::BatchHeader<'_>) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: h.producer_id(),
+        producer_epoch: h.producer_epoch(),
+        base_sequence: h.base_sequence(),
+        last_offset_delta: h.last_offset_delta(),
+    }
+}

@@ -1,0 +1,166 @@
+//! The broker process: opens metadata and partitions, serves the Kafka listener and the HTTP endpoints,
+//! runs background maintenance (retention, compaction, flushing), and shuts down gracefully.
+
+mod offsets_log;
+mod topics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use offsets_log::OFFSETS_TOPIC;
+pub use topics::{TopicError, TopicSpec};
+
+use crate::cluster::{BrokerInfo, MetadataRecord, MetadataStore};
+use crate::config::{BrokerArgs, BrokerConfig};
+use crate::group::{GroupConfig, GroupCoordinator};
+use crate::metrics::Metrics;
+use crate::partition::ReplicaManager;
+
+/// Everything a request handler may touch.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub metadata: MetadataStore,
+    pub replicas: ReplicaManager,
+    pub groups: GroupCoordinator,
+    pub metrics: Metrics,
+    /// Block of producer ids handed out by InitProducerId: `(next, end)`.
+    producer_ids: Mutex<(i64, i64)>,
+    /// Serialises topic creation, deletion and config changes (check, then commit). Never held across `.await`.
+    admin: Mutex<()>,
+    ready: AtomicBool,
+}
+
+impl Broker {
+    /// Opens the data directory: metadata, every hosted partition, the coordinator's state.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let metadata = MetadataStore::open(&config.data_dir.join("__cluster_metadata"))?;
+        let me = BrokerInfo {
+            id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+            rack: config.rack.clone(),
+        };
+        if metadata.read().brokers.get(&me.id) != Some(&me) {
+            metadata.commit(&[MetadataRecord::RegisterBroker(me)])?;
+        }
+        let replicas = ReplicaManager::new(config.data_dir.clone(), config.topic_defaults.clone());
+        let topics: Vec<_> = metadata.read().topics.values().cloned().collect();
+        for topic in &topics {
+            let log_config = replicas
+                .log_config(&topic.configs)
+                .with_context(|| format!("configs of topic {}", topic.name))?;
+            for p in &topic.partitions {
+                replicas
+                    .open(&topic.name, p.index, log_config.clone(), p.leader_epoch)
+                    .with_context(|| format!("opening {}-{}", topic.name, p.index))?;
+            }
+        }
+        let offsets = offsets_log::open(&metadata, &replicas, config.node_id)?;
+        let group_config = GroupConfig {
+            group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            ..GroupConfig::default()
+        };
+        let lookup = Arc::new(topics::PartitionLookupImpl::default());
+        let groups = GroupCoordinator::new(offsets, lookup.clone(), group_config)?;
+        let broker = Arc::new(Broker {
+            config,
+            metadata,
+            replicas,
+            groups,
+            metrics: Metrics::default(),
+            producer_ids: Mutex::new((0, 0)),
+            admin: Mutex::new(()),
+            ready: AtomicBool::new(false),
+        });
+        lookup.set(&broker);
+        Ok(broker)
+    }
+
+    /// Hands out a producer id (InitProducerId).
+    pub fn allocate_producer_id(&self) -> anyhow::Result<i64> {
+        Ok(self.metadata.allocate_producer_id(&self.producer_ids)?)
+    }
+
+    /// True once the listener is bound and every partition is open.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Binds the listeners and serves until `shutdown`; then stops accepting, lets requests in flight
+    /// finish within the grace period, and flushes every log.
+    pub async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(self.config.listen)
+            .await
+            .with_context(|| format!("binding the Kafka listener on {}", self.config.listen))?;
+        let http = TcpListener::bind(self.config.http)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {}", self.config.http))?;
+        tracing::info!(
+            kafka = %listener.local_addr()?, http = %http.local_addr()?, node_id = self.config.node_id,
+            cluster_id = self.metadata.cluster_id(), data_dir = %self.config.data_dir.display(),
+            "broker started"
+        );
+        self.serve_on(listener, http, shutdown).await
+    }
+
+    /// [`Broker::serve`] on listeners the caller bound (tests bind port 0).
+    pub async fn serve_on(
+        self: Arc<Self>,
+        listener: TcpListener,
+        http: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let conn_shutdown = CancellationToken::new();
+        let background = CancellationToken::new();
+        {
+            let b = self.clone();
+            let t = background.clone();
+            tracker.spawn(async move { b.groups.run(t).await });
+        }
+        tracker.spawn(crate::server::topics::maintenance(
+            self.clone(),
+            background.clone(),
+        ));
+        tracker.spawn(crate::http::serve(http, self.clone(), background.clone()));
+        let accept = tokio::spawn(crate::net::serve(
+            listener,
+            self.clone(),
+            conn_shutdown.clone(),
+            tracker.clone(),
+        ));
+        self.ready.store(true, Ordering::Relaxed);
+
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        self.ready.store(false, Ordering::Relaxed);
+        conn_shutdown.cancel();
+        let _ = accept.await;
+        background.cancel();
+        tracker.close();
+        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.config.shutdown_grace, "requests still running after the grace period");
+        }
+        self.replicas.flush_all();
+        tracing::info!("broker stopped");
+        Ok(())
+    }
+}
+
+/// `odradek broker`: runs until `shutdown`.
+pub async fn run(args: BrokerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let broker = Broker::open(config)?;
+    broker.serve(shutdown).await
+}

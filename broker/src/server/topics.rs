@@ -1,0 +1,406 @@
+//! Topic administration shared by CreateTopics, DeleteTopics, CreatePartitions, the config APIs and
+//! auto-creation: validate, commit a metadata record, then open or remove the partitions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, Weak};
+
+use kafka_protocol::ResponseError;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Broker;
+use crate::cluster::{MetadataRecord, PartitionInfo, TopicInfo, validate_topic_name};
+use crate::group::PartitionLookup;
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    /// -1: the broker default.
+    pub partitions: i32,
+    /// -1: the broker default (1 while the cluster has one broker).
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+    /// Replica broker ids per partition, when the client chose them (CreateTopics assignments).
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+/// Why a topic operation was refused; each maps to one Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("topic '{0}' does not exist")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl TopicError {
+    pub fn code(&self) -> i16 {
+        match self {
+            TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+            TopicError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            TopicError::Internal(_) => ResponseError::UnknownServerError,
+        }
+        .code()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> TopicError {
+    TopicError::Internal(e.to_string())
+}
+
+impl Broker {
+    /// Validates and (unless `validate_only`) creates a topic.
+    pub fn create_topic(
+        &self,
+        spec: TopicSpec,
+        validate_only: bool,
+    ) -> Result<TopicInfo, TopicError> {
+        validate_topic_name(&spec.name).map_err(TopicError::InvalidName)?;
+        if let Some(assignments) = &spec.assignments {
+            return self.create_topic_assigned(&spec, assignments.clone(), validate_only);
+        }
+        let partitions = if spec.partitions == -1 {
+            self.config.default_partitions
+        } else {
+            spec.partitions
+        };
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must be at least 1, got {partitions}"
+            )));
+        }
+        if partitions > 100_000 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{partitions} partitions is more than the limit of 100000"
+            )));
+        }
+        let brokers: Vec<i32> = self.metadata.read().brokers.keys().copied().collect();
+        let rf = if spec.replication_factor == -1 {
+            1
+        } else {
+            spec.replication_factor
+        };
+        if rf < 1 || rf as usize > brokers.len() {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is not between 1 and the {} available brokers",
+                brokers.len()
+            )));
+        }
+        let log_config = self
+            .replicas
+            .log_config(&spec.configs)
+            .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        if self.metadata.read().topic(&spec.name).is_some() {
+            return Err(TopicError::AlreadyExists(spec.name));
+        }
+        let topic = TopicInfo {
+            name: spec.name.clone(),
+            id: Uuid::new_v4(),
+            partitions: (0..partitions)
+                .map(|i| {
+                    let replicas: Vec<i32> = (0..rf as usize)
+                        .map(|r| brokers[(i as usize + r) % brokers.len()])
+                        .collect();
+                    PartitionInfo {
+                        index: i,
+                        leader: replicas[0],
+                        replicas,
+                        leader_epoch: 0,
+                    }
+                })
+                .collect(),
+            configs: spec.configs,
+        };
+        self.commit_topic(topic, &log_config, validate_only)
+    }
+
+    fn create_topic_assigned(
+        &self,
+        spec: &TopicSpec,
+        assignments: Vec<Vec<i32>>,
+        validate_only: bool,
+    ) -> Result<TopicInfo, TopicError> {
+        if spec.partitions != -1 || spec.replication_factor != -1 {
+            return Err(TopicError::InvalidRequest(
+                "both numPartitions or replicationFactor and replicasAssignments were set; both cannot be used at the same time".into(),
+            ));
+        }
+        let rf = assignments.first().map_or(0, Vec::len);
+        let brokers = self.metadata.read().brokers.clone();
+        for (i, replicas) in assignments.iter().enumerate() {
+            if replicas.is_empty() || replicas.len() != rf {
+                return Err(TopicError::InvalidReplicationFactor(format!(
+                    "partition {i} has {} replicas; every partition needs the same non-zero count",
+                    replicas.len()
+                )));
+            }
+            let mut seen = replicas.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != replicas.len() {
+                return Err(TopicError::InvalidRequest(format!(
+                    "partition {i} lists a broker twice: {replicas:?}"
+                )));
+            }
+            if let Some(b) = replicas.iter().find(|b| !brokers.contains_key(b)) {
+                return Err(TopicError::InvalidRequest(format!(
+                    "partition {i} names broker {b}, which is not registered"
+                )));
+            }
+        }
+        if assignments.is_empty() {
+            return Err(TopicError::InvalidPartitions(
+                "replica assignment lists no partitions".into(),
+            ));
+        }
+        let log_config = self
+            .replicas
+            .log_config(&spec.configs)
+            .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        let topic = TopicInfo {
+            name: spec.name.clone(),
+            id: Uuid::new_v4(),
+            partitions: assignments
+                .into_iter()
+                .enumerate()
+                .map(|(i, replicas)| PartitionInfo {
+                    index: i as i32,
+                    leader: replicas[0],
+                    replicas,
+                    leader_epoch: 0,
+                })
+                .collect(),
+            configs: spec.configs.clone(),
+        };
+        self.commit_topic(topic, &log_config, validate_only)
+    }
+
+    fn commit_topic(
+        &self,
+        topic: TopicInfo,
+        log_config: &crate::storage::LogConfig,
+        validate_only: bool,
+    ) -> Result<TopicInfo, TopicError> {
+        let _admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.metadata.read().topic(&topic.name).is_some() {
+            return Err(TopicError::AlreadyExists(topic.name));
+        }
+        if validate_only {
+            return Ok(topic);
+        }
+        self.metadata
+            .commit(&[MetadataRecord::CreateTopic(topic.clone())])
+            .map_err(internal)?;
+        for p in &topic.partitions {
+            self.replicas
+                .open(&topic.name, p.index, log_config.clone(), p.leader_epoch)
+                .map_err(internal)?;
+        }
+        tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), replication_factor = topic.replication_factor(), "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic, its partitions' files and its committed offsets.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let id = {
+            let _admin = self
+                .admin
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(topic) = self.metadata.read().topic(name).cloned() else {
+                return Err(TopicError::Unknown(name.to_owned()));
+            };
+            if name == super::OFFSETS_TOPIC {
+                return Err(TopicError::InvalidRequest(format!(
+                    "the internal topic {name} cannot be deleted"
+                )));
+            }
+            self.metadata
+                .commit(&[MetadataRecord::DeleteTopic {
+                    name: name.to_owned(),
+                }])
+                .map_err(internal)?;
+            self.replicas.remove_topic(name).map_err(internal)?;
+            topic.id
+        };
+        self.groups.topic_deleted(name).await;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(id)
+    }
+
+    /// Raises a topic's partition count to `count`.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(topic) = self.metadata.read().topic(name).cloned() else {
+            return Err(TopicError::Unknown(name.to_owned()));
+        };
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic currently has {current} partitions, which is higher than or equal to the requested {count}"
+            )));
+        }
+        if count > 100_000 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{count} partitions is more than the limit of 100000"
+            )));
+        }
+        let brokers: Vec<i32> = self.metadata.read().brokers.keys().copied().collect();
+        let rf = topic.replication_factor().max(1);
+        let new: Vec<PartitionInfo> = (current..count)
+            .map(|i| {
+                let replicas: Vec<i32> = (0..rf)
+                    .map(|r| brokers[(i as usize + r) % brokers.len()])
+                    .collect();
+                PartitionInfo {
+                    index: i,
+                    leader: replicas[0],
+                    replicas,
+                    leader_epoch: 0,
+                }
+            })
+            .collect();
+        if validate_only {
+            return Ok(());
+        }
+        let log_config = self
+            .replicas
+            .log_config(&topic.configs)
+            .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        self.metadata
+            .commit(&[MetadataRecord::CreatePartitions {
+                name: name.to_owned(),
+                partitions: new.clone(),
+            }])
+            .map_err(internal)?;
+        for p in &new {
+            self.replicas
+                .open(name, p.index, log_config.clone(), p.leader_epoch)
+                .map_err(internal)?;
+        }
+        tracing::info!(topic = name, from = current, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// Sets (`Some`) or resets (`None`) topic configs after validating the resulting set.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: BTreeMap<String, Option<String>>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(topic) = self.metadata.read().topic(name).cloned() else {
+            return Err(TopicError::Unknown(name.to_owned()));
+        };
+        let mut next = topic.configs.clone();
+        for (k, v) in &changes {
+            match v {
+                Some(v) => next.insert(k.clone(), v.clone()),
+                None => next.remove(k),
+            };
+        }
+        let log_config = self
+            .replicas
+            .log_config(&next)
+            .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        self.metadata
+            .commit(&[MetadataRecord::AlterTopicConfigs {
+                name: name.to_owned(),
+                configs: changes,
+            }])
+            .map_err(internal)?;
+        self.replicas.update_topic_config(name, &log_config);
+        Ok(())
+    }
+}
+
+/// Whether partitions exist, for the group coordinator. Holds the broker weakly: the broker owns
+/// the coordinator, which owns this.
+#[derive(Debug, Default)]
+pub(super) struct PartitionLookupImpl {
+    broker: OnceLock<Weak<Broker>>,
+}
+
+impl PartitionLookupImpl {
+    pub(super) fn set(&self, broker: &Arc<Broker>) {
+        let _ = self.broker.set(Arc::downgrade(broker));
+    }
+}
+
+impl PartitionLookup for PartitionLookupImpl {
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.broker
+            .get()
+            .and_then(Weak::upgrade)
+            .is_some_and(|b| b.metadata.read().partition(topic, partition).is_some())
+    }
+}
+
+/// Retention and compaction over every partition, every `retention_check_interval`.
+pub(super) async fn maintenance(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(broker.config.retention_check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let b = broker.clone();
+        // File work off the async workers.
+        let _ = tokio::task::spawn_blocking(move || run_maintenance(&b)).await;
+    }
+}
+
+fn run_maintenance(broker: &Broker) {
+    let now = now_ms();
+    for p in broker.replicas.all() {
+        if let Err(e) = p.log().apply_retention(now) {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
+        }
+        if let Err(e) = p.log().compact(now) {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "compaction failed");
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

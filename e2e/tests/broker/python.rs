@@ -1,0 +1,46 @@
+//! kafka-python (a pure-Python client, nothing shared with librdkafka) runs consumer-group scenarios.
+
+use std::process::Command;
+
+use crate::common::{BrokerProcess, run_ok};
+
+/// The interpreter with kafka-python: `ODRADEK_PYTHON`, else the venv `.ci/run` makes, else `python3`.
+fn python() -> Command {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let venv = format!("{root}/e2e/.venv/bin/python");
+    let exe = std::env::var("ODRADEK_PYTHON")
+        .ok()
+        .or_else(|| std::path::Path::new(&venv).exists().then_some(venv))
+        .unwrap_or_else(|| "python3".into());
+    let check = Command::new(&exe)
+        .args(["-c", "import kafka"])
+        .output()
+        .expect("python");
+    assert!(
+        check.status.success(),
+        "{exe} has no kafka-python: run .ci/run or pip install kafka-python"
+    );
+    let mut cmd = Command::new(exe);
+    cmd.arg(format!("{root}/e2e/python/consumer_group.py"));
+    cmd
+}
+
+#[test]
+fn a_group_of_three_rebalances_as_members_join_and_leave() {
+    let broker = BrokerProcess::start(&[]);
+    let out = run_ok(python().args(["rebalance", &broker.bootstrap()]));
+    assert!(out.contains("\"ok\": true"), "{out}");
+}
+
+#[test]
+fn a_group_resumes_from_committed_offsets_after_a_broker_restart() {
+    let mut broker = BrokerProcess::start(&[]);
+    run_ok(python().args(["commit-half", &broker.bootstrap()]));
+    // kill -9: the committed offsets must be in the log, not only in memory.
+    broker.restart();
+    let out = run_ok(python().args(["resume", &broker.bootstrap()]));
+    assert!(
+        out.contains("\"first\": {\"0\": 150, \"1\": 150, \"2\": 150}"),
+        "{out}"
+    );
+}
