@@ -24,32 +24,64 @@ use rdkafka::{Offset, TopicPartitionList};
 const PARTITIONS: i32 = 6;
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// One `odradek processor` process; killed on drop.
+/// One `odradek processor` process; killed on drop. Its log goes to `<state>.log`, printed when a
+/// test fails.
 struct Processor {
     child: Child,
     name: String,
+    log: PathBuf,
+    http: std::net::SocketAddr,
 }
 
 impl Processor {
     fn start(bootstrap: &str, job: &str, instance: &str, state: &Path) -> Self {
+        let log = state.with_extension("log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
         let child = Command::new(env!("CARGO_BIN_EXE_odradek"))
             .args(["processor", "--bootstrap", bootstrap, "--job", job])
             .args(["--name", &format!("e2e-{job}"), "--instance-id", instance])
             .arg("--state-dir")
             .arg(state)
-            .args(["--http", "127.0.0.1:0", "--commit-interval-ms", "200"])
+            .args(["--http", &http.to_string(), "--commit-interval-ms", "200"])
             .args(["--window-ms", "100000000", "--grace-ms", "100000000"])
             .args(["--session-timeout-ms", "6000"])
             .env("ODRADEK_LOG", "warn,odradek_processor=info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .expect("start odradek processor");
         Self {
             child,
             name: instance.to_owned(),
+            log,
+            http,
         }
+    }
+
+    /// A gauge from its /metrics (0 when absent or unreachable).
+    fn gauge(&self, name: &str) -> i64 {
+        common::http_get(self.http, "/metrics")
+            .and_then(|(_, body)| {
+                body.lines()
+                    .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+                    .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Waits until it owns at least one partition and has restored it (ready).
+    fn wait_owning_partitions(&self) {
+        eventually(&format!("{} to own partitions", self.name), || {
+            self.gauge("odradek_processor_assigned_partitions") > 0
+                && common::http_get(self.http, "/readyz").is_some_and(|(code, _)| code == 200)
+        });
     }
 
     /// SIGKILL: no chance to commit.
@@ -81,6 +113,10 @@ impl Drop for Processor {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() || std::env::var_os("ODRADEK_E2E_SHOW_LOGS").is_some() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("---- {} ({}) ----\n{log}", self.name, self.log.display());
+        }
     }
 }
 
@@ -195,7 +231,7 @@ fn scenario(
     observed: &dyn Fn(&str) -> BTreeMap<String, String>,
     truth: &dyn Fn(usize) -> BTreeMap<String, String>,
 ) {
-    let broker = common::BrokerProcess::start(&["--group-initial-rebalance-delay-ms", "0"]);
+    let broker = common::BrokerProcess::start(&[]);
     let bootstrap = broker.bootstrap();
     create_topics(&bootstrap, topics);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -206,6 +242,8 @@ fn scenario(
     produce(&bootstrap, input_topic, &batch(0, 3_000));
     let p0 = Processor::start(&bootstrap, job, "p0", &state(0));
     let p1 = Processor::start(&bootstrap, job, "p1", &state(1));
+    p0.wait_owning_partitions();
+    p1.wait_owning_partitions();
     eventually("first outputs", || !observed(&bootstrap).is_empty());
     // Mid-stream: more input arrives while p1 is killed without a chance to commit.
     produce(&bootstrap, input_topic, &batch(3_000, 4_500));
@@ -215,6 +253,8 @@ fn scenario(
     // Scale to three.
     let p2 = Processor::start(&bootstrap, job, "p2", &state(2));
     produce(&bootstrap, input_topic, &batch(6_000, 8_000));
+    p1.wait_owning_partitions();
+    p2.wait_owning_partitions();
     eventually("outputs after scaling to three", || {
         observed(&bootstrap) == truth(8_000)
     });
