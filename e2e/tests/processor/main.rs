@@ -323,10 +323,10 @@ fn profile_update(i: usize) -> (i32, String, String) {
     let user = format!("u{}", i % 120);
     let p = i32::try_from(i % 120).expect("small") % PARTITIONS;
     let mut v = serde_json::json!({"user_id": user, "updated_at": i});
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         v["company"] = format!("c{}", (i / 120) % 4).into();
     }
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         v["title"] = format!("t{}", i % 5).into();
     }
     (p, user, v.to_string())
