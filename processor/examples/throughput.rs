@@ -299,13 +299,24 @@ async fn main() {
         job,
         stop.clone(),
     ));
+    // Restore time: from the first poll that sees a partition restoring to the one that sees none.
     let mut report = String::new();
+    let mut restoring_since: Option<Instant> = None;
+    let mut restore_secs = 0.0;
     while t0.elapsed() < Duration::from_secs(600) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let m = metrics("127.0.0.1:19646").await;
+        if restoring_since.is_none()
+            && m.lines().any(|l| {
+                l.starts_with("odradek_processor_restoring_partitions ") && !l.ends_with(" 0")
+            })
+        {
+            restoring_since = Some(Instant::now());
+        }
         if m.contains("odradek_processor_restore_bytes_per_second{")
             && m.contains("odradek_processor_restoring_partitions 0")
         {
+            restore_secs = restoring_since.map_or(0.0, |s| s.elapsed().as_secs_f64());
             report = m;
             break;
         }
@@ -323,6 +334,13 @@ async fn main() {
         bytes / 1e6,
         bytes / 1e6 / secs
     );
+    if restore_secs > 0.0 {
+        println!(
+            "restore: {:.1} MB in {restore_secs:.2} s while partitions were restoring = {:.1} MB/s",
+            bytes / 1e6,
+            bytes / 1e6 / restore_secs
+        );
+    }
     for l in report
         .lines()
         .filter(|l| l.starts_with("odradek_processor_restore_bytes_per_second"))
