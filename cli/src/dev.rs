@@ -9,8 +9,7 @@ use odradek_broker::{Broker, BrokerConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Topics of the demo pipeline and their partition counts.
-pub(crate) const DEMO_TOPICS: &[(&str, i32, &[(&str, &str)])] =
-    &[("page-views", 4, &[]), ("user-profile-updates", 4, &[])];
+pub(crate) const DEMO_TOPICS: &[(&str, i32)] = &[("page-views", 4), ("user-profile-updates", 4)];
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DevArgs {
@@ -28,15 +27,12 @@ pub(crate) struct DevArgs {
 pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = BrokerConfig::local(args.data_dir.clone(), args.listen, args.http);
     let broker = Broker::open(config)?;
-    for (name, partitions, configs) in DEMO_TOPICS {
+    for (name, partitions) in DEMO_TOPICS {
         let spec = TopicSpec {
             name: (*name).to_owned(),
             partitions: *partitions,
             replication_factor: 1,
-            configs: configs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            configs: Default::default(),
             assignments: None,
         };
         match broker.create_topic(spec, false) {

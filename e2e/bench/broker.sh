@@ -43,7 +43,7 @@ echo "disk: $disk"
 
 port=$((20000 + RANDOM % 20000)); http=$((port + 1))
 "$root/target/release/odradek" broker --listen 127.0.0.1:$port --http 127.0.0.1:$http --data-dir "$data" \
-  --auto-create-topics true --default-partitions 4 > "$work/broker.log" 2>&1 &
+  --auto-create-topics true --default-partitions 4 --group-initial-rebalance-delay-ms 0 > "$work/broker.log" 2>&1 &
 broker=$!
 peak_rss=0
 sample_rss() { local r; r=$(awk '/VmRSS/{print $2}' /proc/$broker/status 2>/dev/null || echo 0); [ "$r" -gt "$peak_rss" ] && peak_rss=$r; true; }
@@ -53,13 +53,17 @@ trap 'kill $broker $sampler 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 b=127.0.0.1:$port
 perf() { "$perf_bin" -b "$b" "$@" 2>&1; }
+# Percentiles of a file of per-record latencies in microseconds (rdkafka_performance -A), in ms.
+pcts() { sort -n "$1" | awk '{a[NR]=$1} END{if(NR==0){print "no samples"; exit} printf "records %d  p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", NR, a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000, a[NR]/1000}'; }
+# rdkafka_performance -u prints a table: keep its header row and its last (cumulative) row.
+table() { grep '^|' | sed -n '1p;$p'; }
 
 produce() { # topic size count acks
   perf -P -t "$1" -s "$2" -c "$3" -a "$4" -u -q -X linger.ms=5 -X batch.size=1000000 -X queue.buffering.max.kbytes=1048576 \
-    | tail -1
+    | table
 }
 consume() { # topic count
-  perf -C -G "bench-$1-$RANDOM" -t "$1" -c "$2" -o beginning -u -q -X fetch.wait.max.ms=100 | tail -1
+  perf -C -G "bench-$1-$RANDOM" -t "$1" -c "$2" -o beginning -u -X fetch.wait.max.ms=100 | table
 }
 
 echo "== produce (acks=1 and acks=all), then consume what was produced"
@@ -73,14 +77,23 @@ for spec in "p100-a1 $COUNT_SMALL" "p1k-a1 $COUNT_LARGE"; do
 done
 
 echo "== latency at 1,000 records/s for ${LAT_SECONDS}s (produce-to-ack, producer side)"
-perf -P -t lat -s 100 -c $((LAT_SECONDS * 1000)) -r 1000 -a -1 -l -u -q -X linger.ms=0 | tail -3
+perf -P -t lat -s 100 -c $((LAT_SECONDS * 1000)) -r 1000 -a -1 -l -A "$work/ack.lat" -u -X linger.ms=0 | table
+echo "produce-to-ack: $(pcts "$work/ack.lat")"
 echo "== end-to-end latency at 1,000 records/s (consumer side, fetch.wait.max.ms=100)"
-perf -C -G lat-e2e -t e2e -c $((LAT_SECONDS * 1000)) -l -u -q -X fetch.wait.max.ms=100 -o end > "$work/e2e.log" 2>&1 &
+# Measure only once the consumer owns its partitions: wait for its SyncGroup (bounded).
+syncs() { curl -s "http://127.0.0.1:$http/metrics" | awk -F' ' '/requests_total\{api="SyncGroup"\}/{print $2}'; }
+# Create the topic first (one warm-up record), so that the consumer is assigned its partitions at once.
+perf -P -t e2e -s 100 -c 1 -q > /dev/null
+before=$(syncs); before=${before:-0}
+perf -C -G lat-e2e -t e2e -c $((LAT_SECONDS * 1000)) -l -A "$work/e2e.lat" -u -X fetch.wait.max.ms=100 -o end > "$work/e2e.log" 2>&1 &
 consumer=$!
-sleep 3
+# (then one more second for its first fetch to park)
+for _ in $(seq 300); do now=$(syncs); [ "${now:-0}" != "$before" ] && break; sleep 0.1; done
+sleep 1
 perf -P -t e2e -s 100 -c $((LAT_SECONDS * 1000)) -r 1000 -a 1 -l -q -X linger.ms=0 > /dev/null
 wait $consumer || true
-tail -3 "$work/e2e.log"
+table < "$work/e2e.log"
+echo "end-to-end: $(pcts "$work/e2e.lat")"
 
 peak=$(sort -n "$work/rss.log" | tail -1)
 echo "== broker peak RSS: $((peak / 1024)) MiB"

@@ -171,7 +171,7 @@ def resume(bootstrap):
     consumer.close()
     if first != {0: 150, 1: 150, 2: 150} or count != 450:
         raise SystemExit(f"resume started at {first} and read {count}; expected 150 on each and 450")
-    print(json.dumps({"ok": True, "first": first}))
+    print(json.dumps({"ok": True, "first": first}, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::message;
 use crate::server::{Broker, TopicError};
-use crate::storage::config::{ConfigDef, ConfigType, known_configs};
+use crate::storage::config::{ConfigType, known_configs};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -69,22 +69,10 @@ pub(super) fn config_entries(
                 read_only: false,
                 synonyms,
                 doc: format!("Kafka topic config {}.", c.name),
-                config_type: config_type(c),
+                config_type: c.kafka_type(),
             }
         })
         .collect()
-}
-
-/// Kafka's ConfigType numbering: 1 boolean, 2 string, 3 int, 5 long, 6 double, 7 list.
-fn config_type(c: &ConfigDef) -> i8 {
-    match c.kind {
-        ConfigType::Boolean => 1,
-        ConfigType::OneOf(_) | ConfigType::Text => 2,
-        ConfigType::Int { .. } => 3,
-        ConfigType::Long { .. } => 5,
-        ConfigType::Double { .. } => 6,
-        ConfigType::CleanupPolicy => 7,
-    }
 }
 
 fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {

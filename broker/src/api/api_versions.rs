@@ -87,6 +87,14 @@ mod tests {
         assert_eq!(ApiVersionsRequest::VERSIONS.max, 4);
     }
 
+    /// The group coordinator states what it implements; the table must say the same.
+    #[test]
+    fn group_apis_are_advertised_at_the_coordinators_versions() {
+        for (key, min, max) in crate::group::SUPPORTED_API_VERSIONS {
+            assert_eq!(supported_versions(key), Some((min, max)), "{key:?}");
+        }
+    }
+
     #[test]
     fn no_api_is_listed_twice() {
         let mut keys: Vec<i16> = SUPPORTED.iter().map(|(k, _, _)| *k as i16).collect();

@@ -158,14 +158,8 @@ fn read_all(
         }
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         if w.fetch_offset < hw && (budget > 0 || total == 0) {
-            match partition.read(w.fetch_offset, budget.max(1)) {
+            match partition.read_bounded(w.fetch_offset, budget.max(1), total == 0) {
                 Ok(bytes) => {
-                    // Past the first batch of the response, a batch over the budget waits for the next fetch.
-                    let bytes = if total > 0 && bytes.len() > budget {
-                        Bytes::new()
-                    } else {
-                        bytes
-                    };
                     total += bytes.len();
                     data.records = Some(bytes);
                 }

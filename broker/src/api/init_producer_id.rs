@@ -12,6 +12,17 @@ pub(super) fn handle(
     request: &InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
+    // Kafka: an empty transactional id is a malformed request; a real one needs transactions.
+    if request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| t.0.is_empty())
+    {
+        return InitProducerIdResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     if request.transactional_id.is_some() {
         return InitProducerIdResponse::default()
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())

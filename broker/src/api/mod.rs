@@ -93,7 +93,7 @@ pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Outc
             client_id: header
                 .client_id
                 .as_ref()
-                .map(|c| c.to_string())
+                .map(ToString::to_string)
                 .unwrap_or_default(),
             client_host: format!("/{}", peer.ip()),
         },

@@ -12,7 +12,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use super::message;
 use crate::partition::{AppendError, producer_batch};
 use crate::server::Broker;
-use crate::storage::batch::{BatchHeader, BatchIter};
+use crate::storage::batch::validate_produce;
 use crate::storage::{CleanupPolicy, StorageError};
 
 /// `None` for acks=0: the client expects no response.
@@ -109,32 +109,12 @@ fn produce_partition(
         return Err((ResponseError::InvalidRecord, "no record batch".into()));
     };
     let config = partition.log().config();
-    let mut batches = BatchIter::new(&records);
-    let header: BatchHeader<'_> = match batches.next() {
-        Some(Ok(h)) => h,
-        Some(Err(e)) => return Err(batch_error(&e)),
-        None => return Err((ResponseError::InvalidRecord, "no record batch".into())),
-    };
-    if batches.next().is_some() {
+    let header =
+        validate_produce(&records, config.max_message_bytes).map_err(|e| batch_error(&e))?;
+    if header.is_transactional() {
         return Err((
             ResponseError::InvalidRecord,
-            "a produce request must carry exactly one record batch per partition".into(),
-        ));
-    }
-    if header.size() > config.max_message_bytes as usize {
-        return Err((
-            ResponseError::MessageTooLarge,
-            format!(
-                "batch of {} bytes is larger than max.message.bytes {}",
-                header.size(),
-                config.max_message_bytes
-            ),
-        ));
-    }
-    if header.is_transactional() || header.is_control() {
-        return Err((
-            ResponseError::InvalidRecord,
-            "transactional and control batches are not supported".into(),
+            "transactional batches are not supported".into(),
         ));
     }
     if acks == -1 && config.min_insync_replicas > 1 {
@@ -153,7 +133,7 @@ fn produce_partition(
     let producer = producer_batch(&header);
     let records_in_batch = header.record_count().max(0) as u64;
     let size = records.len() as u64;
-    match partition.append(records, &producer) {
+    match partition.append(&records, &producer) {
         Ok(a) => {
             if !a.duplicate {
                 broker.metrics.produced_records.inc_by(records_in_batch);
@@ -180,10 +160,15 @@ fn produce_partition(
 }
 
 fn batch_error(e: &StorageError) -> (ResponseError, String) {
-    match e {
-        StorageError::CorruptBatch { .. } => (ResponseError::CorruptMessage, e.to_string()),
-        _ => (ResponseError::InvalidRecord, e.to_string()),
-    }
+    let code = match e {
+        StorageError::CorruptBatch { .. } | StorageError::BatchTruncated { .. } => {
+            ResponseError::CorruptMessage
+        }
+        StorageError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        StorageError::UnsupportedMagic { .. } => ResponseError::UnsupportedVersion,
+        _ => ResponseError::InvalidRecord,
+    };
+    (code, e.to_string())
 }
 
 /// A compacted topic needs a key on every record (Kafka: "Compacted topic cannot accept message without key").

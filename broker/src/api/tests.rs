@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, RequestHeader};
-use kafka_protocol::protocol::{Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 use proptest::prelude::*;
 
 use super::{Outcome, SUPPORTED, handle};
@@ -94,7 +94,11 @@ fn random_bodies_never_panic() {
             // A decodable JoinGroup or Fetch may legitimately wait; a bounded wait is not a failure.
             let frame = f.freeze();
             let waited = rt.block_on(async {
-                tokio::time::timeout(std::time::Duration::from_millis(200), handle(&broker, frame, peer())).await
+                tokio::time::timeout(
+                    std::time::Duration::from_millis(200),
+                    handle(&broker, frame, peer()),
+                )
+                .await
             });
             match waited {
                 Ok(out) => {

@@ -107,6 +107,8 @@ impl GroupCoordinator {
             .groups_names
             .iter()
             .map(|id| {
+                // Tombstones for every offset and for the group itself go to the log in one append
+                // before the group disappears from memory, so a restart cannot resurrect it.
                 let error = match state.groups.get(id.as_str()) {
                     _ if id.is_empty() => ResponseError::InvalidGroupId.code(),
                     None => ResponseError::GroupIdNotFound.code(),
@@ -148,6 +150,8 @@ fn group_id(id: &str) -> GroupId {
 
 /// A group as DescribeGroups shows it.
 fn describe(group: &Group) -> DescribedGroup {
+    // Kafka shows metadata, assignments and the protocol only for a Stable group: in the other
+    // states they belong to a generation that is being replaced.
     let stable = group.state == GroupState::Stable;
     let protocol = group.protocol_name.clone().unwrap_or_default();
     let members = group

@@ -129,11 +129,23 @@ impl Group {
         self.leader_id.as_deref() == Some(member_id)
     }
 
-    /// Whether another member would exceed `group.max.size` (pending members count, as they are
-    /// about to join).
-    pub(crate) fn is_full(&self, max_size: i32) -> bool {
-        let size = self.members.len() + self.pending_members.len();
-        usize::try_from(max_size).is_ok_and(|max| size >= max)
+    /// Kafka's `group.max.size` check for a JoinGroup of `member_id`: an empty group takes anyone;
+    /// during a join phase a member already in it stays, and others count against the members that
+    /// have rejoined so far (so a group above its limit sheds the last rejoiners); otherwise existing
+    /// members stay and new ones need room.
+    pub(crate) fn accepts_joining_member(&self, member_id: &str, max_size: i32) -> bool {
+        let max = usize::try_from(max_size).unwrap_or(usize::MAX);
+        let member = self.member(member_id);
+        match self.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                member.is_some_and(Member::is_awaiting_join)
+                    || self.members.iter().filter(|m| m.is_awaiting_join()).count() < max
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                member.is_some() || self.members.len() < max
+            }
+        }
     }
 
     /// Checks a member's identity as Kafka does for every request of an existing member: a static
@@ -293,6 +305,7 @@ impl Group {
                     assignment: m.assignment,
                     awaiting_join: None,
                     awaiting_sync: None,
+                    pending_sync: false,
                     session_deadline: now + duration_ms(i64::from(m.session_timeout_ms)),
                 }
             })
@@ -302,6 +315,15 @@ impl Group {
         } else {
             GroupState::Stable
         };
+        // A record written by another implementation could name a leader that is not a member;
+        // the oldest member then leads, as after the leader leaves.
+        if self
+            .leader_id
+            .as_deref()
+            .is_none_or(|leader| self.member(leader).is_none())
+        {
+            self.leader_id = self.members.first().map(|m| m.member_id.clone());
+        }
     }
 }
 
@@ -330,4 +352,65 @@ pub(crate) fn decode_subscription(metadata: &Bytes) -> Option<Vec<String>> {
 /// A duration of `ms` milliseconds, treating negatives as zero.
 pub(crate) fn duration_ms(ms: i64) -> std::time::Duration {
     std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::records::MemberValue;
+
+    fn value(leader: Option<&str>, members: &[&str]) -> GroupValue {
+        GroupValue {
+            protocol_type: CONSUMER_PROTOCOL_TYPE.into(),
+            generation_id: 4,
+            protocol_name: Some("range".into()),
+            leader: leader.map(Into::into),
+            state_timestamp_ms: 1,
+            members: members
+                .iter()
+                .map(|id| MemberValue {
+                    member_id: (*id).into(),
+                    group_instance_id: Some(format!("instance-{id}")),
+                    client_id: "c".into(),
+                    client_host: "/h".into(),
+                    rebalance_timeout_ms: 1000,
+                    session_timeout_ms: 1000,
+                    subscription: Bytes::new(),
+                    assignment: Bytes::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_restored_group_with_members_is_stable_with_its_static_members_mapped() {
+        let mut group = Group::new("g".into(), 0);
+        group.restore(value(Some("b"), &["a", "b"]), Instant::now(), 0);
+        assert_eq!(group.state, GroupState::Stable);
+        assert_eq!(group.generation_id, 4);
+        assert_eq!(group.leader_id.as_deref(), Some("b"));
+        assert_eq!(
+            group.static_members.get("instance-a").map(String::as_str),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn a_restored_leader_that_is_not_a_member_is_replaced_by_the_oldest_member() {
+        let mut group = Group::new("g".into(), 0);
+        group.restore(value(Some("gone"), &["a", "b"]), Instant::now(), 0);
+        assert_eq!(group.leader_id.as_deref(), Some("a"));
+        let mut empty = Group::new("e".into(), 0);
+        empty.restore(value(Some("gone"), &[]), Instant::now(), 0);
+        assert_eq!(empty.state, GroupState::Empty);
+        assert_eq!(empty.leader_id, None);
+    }
+
+    #[test]
+    fn subscriptions_that_cannot_be_read_count_as_subscribed_to_everything() {
+        let mut group = Group::new("g".into(), 0);
+        group.restore(value(Some("a"), &["a"]), Instant::now(), 0);
+        // An empty subscription is not a valid ConsumerProtocolSubscription.
+        assert_eq!(group.subscribed_topics(), None);
+    }
 }

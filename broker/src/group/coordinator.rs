@@ -5,7 +5,8 @@
 //! awaiting anything. A JoinGroup or SyncGroup that has to wait parks a oneshot sender in its member
 //! and awaits the receiver outside the lock, so a slow group never blocks another.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -31,8 +32,48 @@ pub struct ClientInfo {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) groups: HashMap<String, Group>,
+    /// Group timers, earliest first. Invariant: a group with a next deadline `d` has an entry at or
+    /// before `d`. Entries are never removed early; one that fires for a group with nothing due is
+    /// skipped. That keeps every update O(log n) instead of rescanning all groups.
+    timers: BinaryHeap<Reverse<(Instant, String)>>,
     /// When offset expiry runs next.
     pub(crate) next_offset_expiry: Instant,
+}
+
+impl State {
+    /// Registers the next deadline of `group_id`. Called after every change that can bring a
+    /// deadline forward; changes that only push deadlines later (heartbeats) need not call it.
+    pub(crate) fn schedule(&mut self, group_id: &str) {
+        if let Some(deadline) = self.groups.get(group_id).and_then(Group::next_deadline) {
+            self.timers.push(Reverse((deadline, group_id.to_owned())));
+        }
+    }
+
+    /// The earliest time anything is due.
+    fn next_wakeup(&self) -> Instant {
+        self.timers
+            .peek()
+            .map_or(self.next_offset_expiry, |Reverse((deadline, _))| {
+                (*deadline).min(self.next_offset_expiry)
+            })
+    }
+
+    /// Removes and returns the groups whose timers are due at `now`, each once.
+    fn take_due(&mut self, now: Instant) -> Vec<String> {
+        let mut due = Vec::new();
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((deadline, _))| *deadline <= now)
+        {
+            if let Some(Reverse((_, group_id))) = self.timers.pop() {
+                due.push(group_id);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        due
+    }
 }
 
 /// Kafka's classic group coordinator for every group of this broker.
@@ -73,15 +114,21 @@ impl GroupCoordinator {
         tracing::info!(groups = groups.len(), "group coordinator loaded");
         let next_offset_expiry =
             now.instant + duration_ms(config.offsets_retention_check_interval_ms);
+        let mut state = State {
+            groups,
+            timers: BinaryHeap::new(),
+            next_offset_expiry,
+        };
+        let group_ids: Vec<String> = state.groups.keys().cloned().collect();
+        for group_id in &group_ids {
+            state.schedule(group_id);
+        }
         Ok(Self {
             log,
             partitions,
             config,
             clock,
-            state: Mutex::new(State {
-                groups,
-                next_offset_expiry,
-            }),
+            state: Mutex::new(state),
             wake: Notify::new(),
         })
     }
@@ -89,17 +136,11 @@ impl GroupCoordinator {
     /// Background task: session timeouts, rebalance timeouts, offset expiry. Runs until cancelled.
     pub async fn run(&self, shutdown: CancellationToken) {
         loop {
-            let next = {
-                let state = self.lock();
-                state
-                    .groups
-                    .values()
-                    .filter_map(Group::next_deadline)
-                    .fold(state.next_offset_expiry, Instant::min)
-            };
+            let next = self.lock().next_wakeup();
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = self.wake.notified() => {}
+                // A handler registered a timer: look again at what is due first.
+                () = self.wake.notified() => continue,
                 () = tokio::time::sleep_until(next) => {}
             }
             self.tick();
@@ -110,15 +151,26 @@ impl GroupCoordinator {
     pub(crate) fn tick(&self) {
         let now = self.clock.now();
         let mut state = self.lock();
-        for group in state.groups.values_mut() {
-            group.expire(now, self.config.group_initial_rebalance_delay_ms);
+        for group_id in state.take_due(now.instant) {
+            if let Some(group) = state.groups.get_mut(&group_id) {
+                group.expire(now, self.config.group_initial_rebalance_delay_ms);
+            }
+            self.after_change(&mut state, &group_id);
         }
         if state.next_offset_expiry <= now.instant {
             state.next_offset_expiry =
                 now.instant + duration_ms(self.config.offsets_retention_check_interval_ms);
             self.expire_offsets(&mut state, now);
         }
-        self.flush_dirty(&mut state);
+    }
+
+    /// Follows up a change to `group_id`: persists its metadata if the change is one Kafka
+    /// persists, and registers its next deadline.
+    pub(crate) fn after_change(&self, state: &mut State, group_id: &str) {
+        if let Some(group) = state.groups.get_mut(group_id) {
+            self.flush_dirty(group);
+        }
+        state.schedule(group_id);
     }
 
     /// Tells [`run`](Self::run) to recompute its next deadline.
@@ -147,10 +199,11 @@ impl GroupCoordinator {
         self.append(vec![group_record(group)])
     }
 
-    /// Persists every group whose metadata changed in a way Kafka persists. A failure is logged:
-    /// the in-memory state stays authoritative and the next successful write supersedes it.
-    pub(crate) fn flush_dirty(&self, state: &mut State) {
-        for group in state.groups.values_mut().filter(|g| g.metadata_dirty) {
+    /// Persists the group's metadata if it changed in a way Kafka persists (it became empty). A
+    /// failure is logged, as in Kafka: the in-memory state stays authoritative, and an empty
+    /// generation lost in a crash only brings back the previous one, whose members time out.
+    fn flush_dirty(&self, group: &mut Group) {
+        if group.metadata_dirty {
             group.metadata_dirty = false;
             if let Err(err) = self.persist_group(group) {
                 tracing::warn!(group_id = %group.group_id, %err, "persisting group metadata failed");

@@ -26,6 +26,9 @@ pub(crate) struct Member {
     pub(crate) awaiting_sync: Option<oneshot::Sender<SyncOutcome>>,
     /// The member is removed when this passes without a heartbeat (unless a request of it is parked).
     pub(crate) session_deadline: Instant,
+    /// The member got a JoinGroup response of the current generation but has not sent SyncGroup
+    /// yet; such members are removed once the sync deadline passes.
+    pub(crate) pending_sync: bool,
 }
 
 impl Member {

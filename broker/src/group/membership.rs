@@ -1,4 +1,4 @@
-//! JoinGroup, SyncGroup, Heartbeat and LeaveGroup: the membership side of the classic protocol.
+//! SyncGroup, Heartbeat and LeaveGroup: the rest of the classic membership protocol.
 
 use std::collections::HashMap;
 
@@ -6,23 +6,16 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+    HeartbeatRequest, HeartbeatResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
 use super::classic_group::{Group, GroupState, duration_ms};
 use super::clock::Now;
-use super::coordinator::{ClientInfo, GroupCoordinator};
-use super::member::Member;
-use super::outcome::{JoinOutcome, SyncOutcome};
-
-/// A JoinGroup either answered at once or parked until the join phase completes.
-enum JoinStep {
-    Done(JoinOutcome),
-    Wait(oneshot::Receiver<JoinOutcome>),
-}
+use super::coordinator::GroupCoordinator;
+use super::outcome::SyncOutcome;
 
 /// A SyncGroup either answered at once or parked until the leader's assignment arrives.
 enum SyncStep {
@@ -30,324 +23,7 @@ enum SyncStep {
     Wait(oneshot::Receiver<SyncOutcome>),
 }
 
-/// The parts of a JoinGroup request the state machine needs, owned.
-struct JoinArgs {
-    member_id: String,
-    instance_id: Option<String>,
-    protocol_type: String,
-    protocols: Vec<(String, Bytes)>,
-    session_timeout_ms: i32,
-    rebalance_timeout_ms: i32,
-    version: i16,
-    client: ClientInfo,
-}
-
-impl JoinArgs {
-    fn new_member(&self, member_id: String, now: Now) -> Member {
-        Member {
-            member_id,
-            group_instance_id: self.instance_id.clone(),
-            client_id: self.client.client_id.clone(),
-            client_host: self.client.client_host.clone(),
-            rebalance_timeout_ms: self.rebalance_timeout_ms,
-            session_timeout_ms: self.session_timeout_ms,
-            protocols: self.protocols.clone(),
-            assignment: Bytes::new(),
-            awaiting_join: None,
-            awaiting_sync: None,
-            session_deadline: now.instant + duration_ms(i64::from(self.session_timeout_ms)),
-        }
-    }
-
-    /// Takes the member's new protocols and timeouts and parks its JoinGroup.
-    fn update_and_park(&self, member: &mut Member) -> oneshot::Receiver<JoinOutcome> {
-        member.protocols.clone_from(&self.protocols);
-        member.rebalance_timeout_ms = self.rebalance_timeout_ms;
-        member.session_timeout_ms = self.session_timeout_ms;
-        let (tx, rx) = oneshot::channel();
-        // A member id used by two connections at once: the older JoinGroup is told to rejoin.
-        if let Some(old) = member.awaiting_join.replace(tx) {
-            let _ = old.send(JoinOutcome::error(
-                ResponseError::RebalanceInProgress.code(),
-                &member.member_id,
-            ));
-        }
-        rx
-    }
-}
-
 impl GroupCoordinator {
-    /// JoinGroup (v0-9) without client details: member ids are `-<uuid>`. Prefer
-    /// [`join_group_with_client`](Self::join_group_with_client).
-    pub async fn join_group(&self, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
-        self.join_group_with_client(req, version, ClientInfo::default())
-            .await
-    }
-
-    /// JoinGroup (v0-9): joins or rejoins a member and waits until the join phase completes.
-    pub async fn join_group_with_client(
-        &self,
-        req: JoinGroupRequest,
-        version: i16,
-        client: ClientInfo,
-    ) -> JoinGroupResponse {
-        let member_id = req.member_id.to_string();
-        let step = self.join_step(req, version, client);
-        self.wake();
-        let outcome = match step {
-            JoinStep::Done(outcome) => outcome,
-            JoinStep::Wait(rx) => rx.await.unwrap_or_else(|_| {
-                JoinOutcome::error(ResponseError::UnknownMemberId.code(), &member_id)
-            }),
-        };
-        outcome.into_response(version)
-    }
-
-    fn join_step(&self, req: JoinGroupRequest, version: i16, client: ClientInfo) -> JoinStep {
-        let group_id = req.group_id.to_string();
-        let member_id = req.member_id.to_string();
-        let fail =
-            |error: ResponseError| JoinStep::Done(JoinOutcome::error(error.code(), &member_id));
-        if group_id.is_empty() {
-            return fail(ResponseError::InvalidGroupId);
-        }
-        let session_timeout_ms = req.session_timeout_ms;
-        if session_timeout_ms < self.config.group_min_session_timeout_ms
-            || session_timeout_ms > self.config.group_max_session_timeout_ms
-        {
-            return fail(ResponseError::InvalidSessionTimeout);
-        }
-        // v0 has no rebalance timeout: Kafka uses the session timeout.
-        let rebalance_timeout_ms = if version == 0 || req.rebalance_timeout_ms <= 0 {
-            session_timeout_ms
-        } else {
-            req.rebalance_timeout_ms
-        };
-        let args = JoinArgs {
-            member_id: member_id.clone(),
-            instance_id: req.group_instance_id.map(|s| s.to_string()),
-            protocol_type: req.protocol_type.to_string(),
-            protocols: req
-                .protocols
-                .into_iter()
-                .map(|p| (p.name.to_string(), p.metadata))
-                .collect(),
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            version,
-            client,
-        };
-        let now = self.now();
-        let mut state = self.lock();
-        if !state.groups.contains_key(&group_id) {
-            if !member_id.is_empty() {
-                return fail(ResponseError::UnknownMemberId);
-            }
-            state
-                .groups
-                .insert(group_id.clone(), Group::new(group_id.clone(), now.wall_ms));
-        }
-        let Some(group) = state.groups.get_mut(&group_id) else {
-            return fail(ResponseError::UnknownMemberId);
-        };
-        // A restarting static member replaces its old self, whose protocols must not constrain it.
-        let joining_id = match &args.instance_id {
-            Some(instance) if member_id.is_empty() => group
-                .static_members
-                .get(instance)
-                .cloned()
-                .unwrap_or_default(),
-            _ => member_id.clone(),
-        };
-        let step = if !group.supports_protocols(&args.protocol_type, &args.protocols, &joining_id) {
-            fail(ResponseError::InconsistentGroupProtocol)
-        } else if member_id.is_empty() {
-            self.join_new_member(group, &args, now)
-        } else {
-            self.join_existing_member(group, &args, now)
-        };
-        // A join refused before anything was recorded must not leave an empty shell behind.
-        if group.state == GroupState::Empty
-            && group.members.is_empty()
-            && group.pending_members.is_empty()
-            && group.offsets.is_empty()
-            && group.generation_id == 0
-        {
-            state.groups.remove(&group_id);
-        }
-        step
-    }
-
-    /// A JoinGroup without a member id.
-    fn join_new_member(&self, group: &mut Group, args: &JoinArgs, now: Now) -> JoinStep {
-        let known_static = args
-            .instance_id
-            .as_ref()
-            .and_then(|instance| group.static_members.get(instance).cloned());
-        if known_static.is_none() && group.is_full(self.config.group_max_size) {
-            return JoinStep::Done(JoinOutcome::error(
-                ResponseError::GroupMaxSizeReached.code(),
-                "",
-            ));
-        }
-        let new_member_id = format!("{}-{}", args.client.client_id, uuid::Uuid::new_v4());
-        if let Some(old_member_id) = known_static {
-            return self.replace_static_member(group, args, &old_member_id, &new_member_id, now);
-        }
-        if args.instance_id.is_none() && args.version >= 4 {
-            // KIP-394: the client must come back with this id, so a JoinGroup lost in transit does not
-            // leave a phantom member in the group.
-            let deadline = now.instant + duration_ms(i64::from(args.session_timeout_ms));
-            group
-                .pending_members
-                .insert(new_member_id.clone(), deadline);
-            return JoinStep::Done(JoinOutcome::error(
-                ResponseError::MemberIdRequired.code(),
-                &new_member_id,
-            ));
-        }
-        self.add_member_and_rebalance(group, args, new_member_id, now)
-    }
-
-    fn add_member_and_rebalance(
-        &self,
-        group: &mut Group,
-        args: &JoinArgs,
-        member_id: String,
-        now: Now,
-    ) -> JoinStep {
-        let mut member = args.new_member(member_id, now);
-        let (tx, rx) = oneshot::channel();
-        member.awaiting_join = Some(tx);
-        group.add_member(member, &args.protocol_type);
-        group.rebalance_or_complete_join(now, self.config.group_initial_rebalance_delay_ms);
-        JoinStep::Wait(rx)
-    }
-
-    /// A known static member came back with a new connection: it takes over the old member id's
-    /// place. In a Stable group whose selected protocol stays the same this needs no rebalance.
-    fn replace_static_member(
-        &self,
-        group: &mut Group,
-        args: &JoinArgs,
-        old_member_id: &str,
-        new_member_id: &str,
-        now: Now,
-    ) -> JoinStep {
-        let fenced = ResponseError::FencedInstanceId.code();
-        let old_leader = group.leader_id.clone().unwrap_or_default();
-        let Some(member) = group.member_mut(old_member_id) else {
-            return JoinStep::Done(JoinOutcome::error(
-                ResponseError::UnknownMemberId.code(),
-                "",
-            ));
-        };
-        // The old connection's parked requests learn that they were replaced.
-        member.complete_join(JoinOutcome::error(fenced, old_member_id));
-        member.complete_sync(SyncOutcome::error(fenced));
-        let saved = (
-            member.protocols.clone(),
-            member.rebalance_timeout_ms,
-            member.session_timeout_ms,
-        );
-        new_member_id.clone_into(&mut member.member_id);
-        member.session_deadline = now.instant + duration_ms(i64::from(args.session_timeout_ms));
-        let rx = args.update_and_park(member);
-        if let Some(instance) = &args.instance_id {
-            group
-                .static_members
-                .insert(instance.clone(), new_member_id.to_owned());
-        }
-        if group.is_leader(old_member_id) {
-            group.leader_id = Some(new_member_id.to_owned());
-        }
-        let initial_delay_ms = self.config.group_initial_rebalance_delay_ms;
-        match group.state {
-            GroupState::Stable
-                if group.select_protocol().as_deref() == group.protocol_name.as_deref() =>
-            {
-                if let Err(err) = self.persist_group(group) {
-                    tracing::warn!(group_id = %group.group_id, %err, "persisting static member replacement failed");
-                    revert_static_replacement(group, args, old_member_id, new_member_id, saved);
-                    return JoinStep::Done(JoinOutcome::error(
-                        ResponseError::CoordinatorNotAvailable.code(),
-                        "",
-                    ));
-                }
-                let is_leader = group.is_leader(new_member_id);
-                // Only v9 can tell the leader to skip the assignment. Older leaders get the old
-                // leader id, so they do not see themselves as leader and do not reassign.
-                let outcome = if is_leader && args.version >= 9 {
-                    JoinOutcome {
-                        skip_assignment: true,
-                        ..group.join_outcome(new_member_id, true)
-                    }
-                } else {
-                    JoinOutcome {
-                        leader: old_leader,
-                        ..group.join_outcome(new_member_id, false)
-                    }
-                };
-                if let Some(member) = group.member_mut(new_member_id) {
-                    member.complete_join(outcome);
-                }
-            }
-            GroupState::Stable | GroupState::CompletingRebalance => {
-                group.prepare_rebalance(now, initial_delay_ms);
-                group.try_complete_join(now);
-            }
-            GroupState::PreparingRebalance => {
-                group.try_complete_join(now);
-            }
-            GroupState::Empty | GroupState::Dead => {}
-        }
-        JoinStep::Wait(rx)
-    }
-
-    /// A JoinGroup with a member id.
-    fn join_existing_member(&self, group: &mut Group, args: &JoinArgs, now: Now) -> JoinStep {
-        let member_id = args.member_id.as_str();
-        if group.pending_members.remove(member_id).is_some() {
-            return self.add_member_and_rebalance(group, args, member_id.to_owned(), now);
-        }
-        if let Some(error) = group.validate_member(member_id, args.instance_id.as_deref()) {
-            return JoinStep::Done(JoinOutcome::error(error, member_id));
-        }
-        let is_leader = group.is_leader(member_id);
-        let initial_delay_ms = self.config.group_initial_rebalance_delay_ms;
-        let unchanged = group
-            .member(member_id)
-            .is_some_and(|m| m.matches(&args.protocols));
-        match group.state {
-            GroupState::CompletingRebalance if unchanged => {
-                // The member missed the JoinGroup response: send it again.
-                JoinStep::Done(group.join_outcome(member_id, is_leader))
-            }
-            GroupState::Stable if unchanged && !is_leader => {
-                // A follower rejoining with nothing new: it may go straight to SyncGroup. (A leader's
-                // JoinGroup always rebalances: it is how the leader reacts to topic changes.)
-                JoinStep::Done(group.join_outcome(member_id, false))
-            }
-            GroupState::PreparingRebalance
-            | GroupState::CompletingRebalance
-            | GroupState::Stable => {
-                let Some(member) = group.member_mut(member_id) else {
-                    return JoinStep::Done(JoinOutcome::error(
-                        ResponseError::UnknownMemberId.code(),
-                        member_id,
-                    ));
-                };
-                let rx = args.update_and_park(member);
-                group.rebalance_or_complete_join(now, initial_delay_ms);
-                JoinStep::Wait(rx)
-            }
-            GroupState::Empty | GroupState::Dead => JoinStep::Done(JoinOutcome::error(
-                ResponseError::UnknownMemberId.code(),
-                member_id,
-            )),
-        }
-    }
-
     /// SyncGroup (v0-5): the leader hands in the assignment; every member waits for its share.
     pub async fn sync_group(&self, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
         let step = self.sync_step(&req);
@@ -387,11 +63,20 @@ impl GroupCoordinator {
         if type_mismatch || name_mismatch {
             return fail(ResponseError::InconsistentGroupProtocol);
         }
-        match group.state {
+        if let Some(member) = group.member_mut(member_id) {
+            member.pending_sync = false;
+        }
+        // Kafka's SyncGroup by state: nobody syncs into an empty group; a rebalance under way means
+        // the member must rejoin first; a stable group hands out what it already has; a completing
+        // group parks the request until the leader's assignment arrives.
+        let step = match group.state {
             GroupState::Empty | GroupState::Dead => fail(ResponseError::UnknownMemberId),
             GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
             GroupState::Stable => {
                 refresh_session(group, member_id, now);
+                if !group.members.iter().any(|m| m.pending_sync) {
+                    group.rebalance_deadline = None;
+                }
                 SyncStep::Done(group.sync_outcome(member_id))
             }
             GroupState::CompletingRebalance => {
@@ -410,7 +95,9 @@ impl GroupCoordinator {
                 }
                 SyncStep::Wait(rx)
             }
-        }
+        };
+        self.after_change(&mut state, req.group_id.as_str());
+        step
     }
 
     /// Persists the leader's assignment, then answers the whole group. If the write fails, every
@@ -434,6 +121,8 @@ impl GroupCoordinator {
                 .cloned()
                 .unwrap_or_default();
         }
+        // Persist with the new assignment, but keep the old one in memory until the write has
+        // succeeded: a group whose assignment is not in the log must not look Stable.
         let persisted = self.persist_group(group);
         for (member, assignment) in group.members.iter_mut().zip(previous) {
             member.assignment = assignment;
@@ -450,8 +139,8 @@ impl GroupCoordinator {
 
     /// Heartbeat (v0-4): keeps the session alive; REBALANCE_IN_PROGRESS tells the member to rejoin.
     pub async fn heartbeat(&self, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+        // A heartbeat only pushes a deadline later, so the timer loop need not be woken.
         let error = self.heartbeat_error(&req);
-        self.wake();
         HeartbeatResponse::default().with_error_code(error.map_or(0, |e| e.code()))
     }
 
@@ -468,6 +157,8 @@ impl GroupCoordinator {
         if req.generation_id != group.generation_id {
             return Some(ResponseError::IllegalGeneration);
         }
+        // During a join phase the heartbeat is how a member learns it must rejoin; the session
+        // restarts anyway, so a member busy finishing its work before rejoining is not expired.
         match group.state {
             GroupState::Empty | GroupState::Dead => Some(ResponseError::UnknownMemberId),
             GroupState::PreparingRebalance => {
@@ -511,7 +202,7 @@ impl GroupCoordinator {
                     (member_id, instance_id, error)
                 })
                 .collect();
-            self.flush_dirty(&mut state);
+            self.after_change(&mut state, req.group_id.as_str());
             results
         };
         self.wake();
@@ -541,6 +232,9 @@ impl GroupCoordinator {
         now: Now,
     ) -> i16 {
         let initial_delay_ms = self.config.group_initial_rebalance_delay_ms;
+        // v3+ identifies leaving members by member id, by instance id, or both; for a static member
+        // the instance id decides and a mismatched member id means the caller was fenced. A member
+        // id handed out by MEMBER_ID_REQUIRED but not yet used may leave too.
         let target = match instance_id {
             Some(instance) => match group.static_members.get(instance) {
                 None => return ResponseError::UnknownMemberId.code(),
@@ -568,32 +262,5 @@ impl GroupCoordinator {
 pub(crate) fn refresh_session(group: &mut Group, member_id: &str, now: Now) {
     if let Some(member) = group.member_mut(member_id) {
         member.session_deadline = now.instant + duration_ms(i64::from(member.session_timeout_ms));
-    }
-}
-
-/// Undoes a static member replacement whose persistence failed.
-fn revert_static_replacement(
-    group: &mut Group,
-    args: &JoinArgs,
-    old_member_id: &str,
-    new_member_id: &str,
-    saved: (Vec<(String, Bytes)>, i32, i32),
-) {
-    if let Some(member) = group.member_mut(new_member_id) {
-        member.member_id = old_member_id.to_owned();
-        member.awaiting_join = None;
-        (
-            member.protocols,
-            member.rebalance_timeout_ms,
-            member.session_timeout_ms,
-        ) = saved;
-    }
-    if let Some(instance) = &args.instance_id {
-        group
-            .static_members
-            .insert(instance.clone(), old_member_id.to_owned());
-    }
-    if group.is_leader(new_member_id) {
-        group.leader_id = Some(old_member_id.to_owned());
     }
 }

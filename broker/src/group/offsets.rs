@@ -42,8 +42,11 @@ impl GroupCoordinator {
         req: OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
-        let group_error = self.validate_commit(&req);
         let now = self.now();
+        // One lock for validation, the log append and the update, so that a rebalance cannot slip
+        // in between and a commit of a stale generation is never accepted.
+        let mut state = self.lock();
+        let group_error = validate_commit(&state, &req);
         // Per partition: the error, or the offset to write.
         let mut results: Vec<(String, i32, Result<OffsetValue, i16>)> = Vec::new();
         for topic in &req.topics {
@@ -74,9 +77,9 @@ impl GroupCoordinator {
             }
         }
         if group_error.is_none() {
-            self.apply_commit(&req, &mut results, now);
+            self.apply_commit(&mut state, &req, &mut results, now);
         }
-        self.wake();
+        drop(state);
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, outcome) in results {
             let entry = OffsetCommitResponsePartition::default()
@@ -94,41 +97,6 @@ impl GroupCoordinator {
         OffsetCommitResponse::default().with_topics(topics)
     }
 
-    /// Kafka's group-level checks of a commit, done once for the whole request.
-    fn validate_commit(&self, req: &OffsetCommitRequest) -> Option<ResponseError> {
-        if req.group_id.is_empty() {
-            return Some(ResponseError::InvalidGroupId);
-        }
-        let generation_id = req.generation_id_or_member_epoch;
-        let member_id = req.member_id.as_str();
-        let instance_id = req.group_instance_id.as_deref();
-        let state = self.lock();
-        let Some(group) = state.groups.get(req.group_id.as_str()) else {
-            // Only a commit outside group management may create a group.
-            let simple = generation_id < 0 && member_id.is_empty() && instance_id.is_none();
-            return (!simple).then_some(ResponseError::IllegalGeneration);
-        };
-        if generation_id < 0 && group.state == GroupState::Empty {
-            // Tools and consumers that assign partitions themselves commit with generation -1.
-            return None;
-        }
-        if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            if let Some(code) = group.validate_member(member_id, instance_id) {
-                return ResponseError::try_from_code(code);
-            }
-            if generation_id != group.generation_id {
-                return Some(ResponseError::IllegalGeneration);
-            }
-        } else if group.state != GroupState::Empty {
-            return Some(ResponseError::UnknownMemberId);
-        }
-        if group.state == GroupState::CompletingRebalance {
-            // The member has the new generation but not its assignment yet: commit after syncing.
-            return Some(ResponseError::RebalanceInProgress);
-        }
-        None
-    }
-
     fn check_partition(
         &self,
         topic: &str,
@@ -144,23 +112,17 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Writes the valid offsets of a commit to the log and then to memory. The group is looked up
-    /// again under the lock: if it changed since validation (a rebalance raced the commit), the
-    /// commit is validated again so a stale generation is never accepted.
+    /// Writes the valid offsets of a commit to the log and then to memory.
     fn apply_commit(
         &self,
+        state: &mut State,
         req: &OffsetCommitRequest,
         results: &mut [(String, i32, Result<OffsetValue, i16>)],
         now: Now,
     ) {
         let group_id = req.group_id.to_string();
-        let mut state = self.lock();
-        if let Some(error) = revalidate(&state, req) {
-            for result in results.iter_mut() {
-                result.2 = Err(error.code());
-            }
-            return;
-        }
+        // Offsets become visible only after the log has them: a fetch must never see an offset that
+        // a restart would lose.
         let records: Vec<CoordinatorRecord> = results
             .iter()
             .filter_map(|(topic, partition, outcome)| {
@@ -288,6 +250,8 @@ impl GroupCoordinator {
             return OffsetDeleteResponse::default()
                 .with_error_code(ResponseError::GroupIdNotFound.code());
         };
+        // Kafka only looks inside subscriptions of "consumer" groups; a group of another protocol
+        // type must be empty before its offsets can be deleted.
         let is_consumer_group =
             group.protocol_type.as_deref() == Some(super::classic_group::CONSUMER_PROTOCOL_TYPE);
         if group.state == GroupState::Dead {
@@ -370,93 +334,40 @@ impl GroupCoordinator {
             }
         }
     }
-
-    /// Removes expired offsets, then groups left with neither members nor offsets. Kafka 2.1+ rule:
-    /// offsets of an empty group expire `offsets.retention.ms` after the group became empty (or
-    /// after the commit, if later); a consumer group that is running only loses offsets of topics
-    /// it no longer subscribes to. Commits with an explicit retention expire at their own time.
-    pub(crate) fn expire_offsets(&self, state: &mut State, now: Now) {
-        let retention_ms = self.config.offsets_retention_ms;
-        let mut dead: Vec<String> = Vec::new();
-        for group in state.groups.values_mut() {
-            let subscribed = match group.state {
-                GroupState::Empty => Some(HashSet::new()),
-                GroupState::Stable
-                    if group.protocol_type.as_deref()
-                        == Some(super::classic_group::CONSUMER_PROTOCOL_TYPE) =>
-                {
-                    group.subscribed_topics()
-                }
-                _ => None,
-            };
-            let expired: Vec<TopicPartition> = group
-                .offsets
-                .iter()
-                .filter(|((topic, _), value)| match value.expire_timestamp_ms {
-                    Some(expire) => now.wall_ms >= expire,
-                    None => subscribed.as_ref().is_some_and(|s| {
-                        let base = if group.state == GroupState::Empty {
-                            value.commit_timestamp_ms.max(group.state_timestamp_ms)
-                        } else {
-                            value.commit_timestamp_ms
-                        };
-                        !s.contains(topic) && now.wall_ms.saturating_sub(base) >= retention_ms
-                    }),
-                })
-                .map(|(tp, _)| tp.clone())
-                .collect();
-            if !expired.is_empty() {
-                if let Err(err) = self.append(offset_tombstones(&group.group_id, &expired)) {
-                    tracing::warn!(group_id = %group.group_id, %err, "expiring offsets failed");
-                    continue;
-                }
-                tracing::info!(group_id = %group.group_id, count = expired.len(), "expired committed offsets");
-                for tp in &expired {
-                    group.offsets.remove(tp);
-                }
-            }
-            if group.state == GroupState::Empty
-                && group.offsets.is_empty()
-                && group.pending_members.is_empty()
-            {
-                dead.push(group.group_id.clone());
-            }
-        }
-        for group_id in dead {
-            let tombstone = (
-                RecordKey::Group {
-                    group_id: group_id.clone(),
-                }
-                .encode(),
-                None,
-            );
-            match self.append(vec![tombstone]) {
-                Ok(()) => {
-                    tracing::info!(%group_id, "removed empty group without offsets");
-                    state.groups.remove(&group_id);
-                }
-                Err(err) => tracing::warn!(%group_id, %err, "removing empty group failed"),
-            }
-        }
-    }
 }
 
-/// The commit checks again, against the state as it is now.
-fn revalidate(state: &State, req: &OffsetCommitRequest) -> Option<ResponseError> {
+/// Kafka's group-level checks of a commit, done once for the whole request.
+fn validate_commit(state: &State, req: &OffsetCommitRequest) -> Option<ResponseError> {
+    if req.group_id.is_empty() {
+        return Some(ResponseError::InvalidGroupId);
+    }
     let generation_id = req.generation_id_or_member_epoch;
-    let group = state.groups.get(req.group_id.as_str())?;
-    if generation_id < 0 {
-        return (group.state != GroupState::Empty).then_some(ResponseError::UnknownMemberId);
+    let member_id = req.member_id.as_str();
+    let instance_id = req.group_instance_id.as_deref();
+    let Some(group) = state.groups.get(req.group_id.as_str()) else {
+        // Only a commit outside group management may create a group.
+        let simple = generation_id < 0 && member_id.is_empty() && instance_id.is_none();
+        return (!simple).then_some(ResponseError::IllegalGeneration);
+    };
+    if generation_id < 0 && group.state == GroupState::Empty {
+        // Tools and consumers that assign partitions themselves commit with generation -1.
+        return None;
     }
-    if let Some(code) =
-        group.validate_member(req.member_id.as_str(), req.group_instance_id.as_deref())
-    {
-        return ResponseError::try_from_code(code);
+    if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
+        if let Some(code) = group.validate_member(member_id, instance_id) {
+            return ResponseError::try_from_code(code);
+        }
+        if generation_id != group.generation_id {
+            return Some(ResponseError::IllegalGeneration);
+        }
+    } else if group.state != GroupState::Empty {
+        return Some(ResponseError::UnknownMemberId);
     }
-    if generation_id != group.generation_id {
-        return Some(ResponseError::IllegalGeneration);
+    if group.state == GroupState::CompletingRebalance {
+        // The member has the new generation but not its assignment yet: commit after syncing.
+        return Some(ResponseError::RebalanceInProgress);
     }
-    (group.state == GroupState::CompletingRebalance).then_some(ResponseError::RebalanceInProgress)
+    None
 }
 
 /// Tombstones for the given offsets of `group_id`.

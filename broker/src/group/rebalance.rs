@@ -39,9 +39,10 @@ impl Group {
             return;
         };
         let mut member = self.members.remove(index);
+        // Kafka answers with an empty member id so the client rejoins as a new member.
         member.complete_join(JoinOutcome::error(
             ResponseError::UnknownMemberId.code(),
-            member_id,
+            "",
         ));
         member.complete_sync(SyncOutcome::error(ResponseError::UnknownMemberId.code()));
         if let Some(instance) = &member.group_instance_id
@@ -90,6 +91,13 @@ impl Group {
             self.initial_delay = None;
             self.rebalance_deadline = Some(now.instant + duration_ms(rebalance_timeout_ms));
         }
+        tracing::info!(
+            group_id = %self.group_id,
+            from = self.state.name(),
+            generation_id = self.generation_id,
+            members = self.members.len(),
+            "preparing to rebalance group"
+        );
         self.transition(GroupState::PreparingRebalance, now.wall_ms);
         // Everyone may already be in (or everyone left): then the join phase ends right away.
         self.try_complete_join(now);
@@ -113,25 +121,36 @@ impl Group {
     /// Ends the join phase: members that did not rejoin are dropped, the generation advances, a
     /// protocol is chosen and every parked JoinGroup is answered (the leader with the member list).
     pub(crate) fn complete_join(&mut self, now: Now) {
-        let (joined, missing): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.members)
-            .into_iter()
-            .partition(Member::is_awaiting_join);
-        self.members = joined;
-        for member in &missing {
-            if let Some(instance) = &member.group_instance_id {
-                self.static_members.remove(instance);
-            }
+        // Dynamic members that did not rejoin are gone. Static members stay, with their last
+        // metadata, until their session expires: a static member being restarted keeps its place.
+        self.members
+            .retain(|m| m.is_awaiting_join() || m.group_instance_id.is_some());
+        if !self.members.is_empty() && !self.members.iter().any(Member::is_awaiting_join) {
+            // Only absent static members are left: nobody could lead. Wait another rebalance
+            // timeout; their sessions expire meanwhile unless they come back.
+            self.rebalance_deadline =
+                Some(now.instant + duration_ms(i64::from(self.max_rebalance_timeout_ms())));
+            return;
         }
-        if self
+        // The leader must be a member that rejoined, so that it gets the member list.
+        if !self
             .leader_id
             .as_deref()
-            .is_none_or(|leader| self.member(leader).is_none())
+            .and_then(|leader| self.member(leader))
+            .is_some_and(Member::is_awaiting_join)
         {
-            self.leader_id = self.members.first().map(|m| m.member_id.clone());
+            self.leader_id = self
+                .members
+                .iter()
+                .find(|m| m.is_awaiting_join())
+                .map(|m| m.member_id.clone());
         }
         self.initial_delay = None;
+        // Even a rebalance that ends empty bumps the generation, so commits of the last members are
+        // refused as stale (ILLEGAL_GENERATION) rather than applied to an empty group.
         self.generation_id = self.generation_id.wrapping_add(1).max(1);
         if self.members.is_empty() {
+            tracing::info!(group_id = %self.group_id, generation_id = self.generation_id, "group is now empty");
             self.protocol_name = None;
             self.rebalance_deadline = None;
             self.transition(GroupState::Empty, now.wall_ms);
@@ -139,6 +158,13 @@ impl Group {
             return;
         }
         self.protocol_name = self.select_protocol();
+        tracing::info!(
+            group_id = %self.group_id,
+            generation_id = self.generation_id,
+            members = self.members.len(),
+            protocol = self.protocol_name.as_deref().unwrap_or_default(),
+            "stabilized group"
+        );
         self.transition(GroupState::CompletingRebalance, now.wall_ms);
         // Members that never send SyncGroup are dropped once this passes.
         self.rebalance_deadline =
@@ -160,6 +186,7 @@ impl Group {
             member.assignment = Bytes::new();
             member.session_deadline =
                 now.instant + duration_ms(i64::from(member.session_timeout_ms));
+            member.pending_sync = true;
         }
         let template = self.join_outcome(&leader, false);
         for member in &mut self.members {
@@ -224,7 +251,10 @@ impl Group {
         for member in &mut self.members {
             member.assignment = assignments.remove(&member.member_id).unwrap_or_default();
         }
-        self.rebalance_deadline = None;
+        // The sync deadline stays while some member has yet to fetch its assignment.
+        if !self.members.iter().any(|m| m.pending_sync) {
+            self.rebalance_deadline = None;
+        }
         self.transition(GroupState::Stable, now.wall_ms);
         let answers: Vec<SyncOutcome> = self
             .members
@@ -250,6 +280,8 @@ impl Group {
         if self.rebalance_deadline.is_some_and(|d| d <= now.instant) {
             self.expire_rebalance(now, initial_delay_ms);
         }
+        // Members with a parked JoinGroup or SyncGroup cannot heartbeat (their connection waits on
+        // us), so only the others' sessions count; parked ones are bounded by the rebalance deadline.
         let expired: Vec<String> = self
             .members
             .iter()
@@ -283,12 +315,15 @@ impl Group {
                 }
                 _ => self.complete_join(now),
             },
-            GroupState::CompletingRebalance => {
+            // As in Kafka, a member that got its JoinGroup response but never sent SyncGroup within
+            // the rebalance timeout is dropped, even after the leader's sync made the group Stable:
+            // otherwise its partitions would stay assigned to nobody who consumes them.
+            GroupState::CompletingRebalance | GroupState::Stable => {
                 self.rebalance_deadline = None;
                 let missing: Vec<String> = self
                     .members
                     .iter()
-                    .filter(|m| !m.is_awaiting_sync())
+                    .filter(|m| m.pending_sync)
                     .map(|m| m.member_id.clone())
                     .collect();
                 for member_id in missing {

@@ -73,7 +73,7 @@ impl Partition {
     }
 
     /// Appends one validated record batch (producer fields already parsed into `producer`).
-    pub fn append(&self, batch: Bytes, producer: &ProducerBatch) -> Result<Appended, AppendError> {
+    pub fn append(&self, batch: &[u8], producer: &ProducerBatch) -> Result<Appended, AppendError> {
         let mut producers = self
             .producers
             .lock()
@@ -100,7 +100,7 @@ impl Partition {
             }
         }
         // The log stamps offsets and the leader epoch into the header, so it needs its own copy.
-        let mut batch = bytes::BytesMut::from(&batch[..]);
+        let mut batch = bytes::BytesMut::from(batch);
         let info = self.log.append(&mut batch, self.leader_epoch)?;
         producers.record(producer, info.base_offset);
         drop(producers);
@@ -114,9 +114,20 @@ impl Partition {
 
     /// Whole batches from `offset`, at most `max_bytes` (but at least one batch), below the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
+        self.read_bounded(offset, max_bytes, true)
+    }
+
+    /// As [`Partition::read`]; with `min_one_batch` false a first batch over `max_bytes` is not
+    /// returned (Kafka's rule for partitions after the first one of a fetch that returned data).
+    pub fn read_bounded(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<Bytes, StorageError> {
         Ok(self
             .log
-            .read(offset, max_bytes, self.high_watermark())?
+            .read_bounded(offset, max_bytes, self.high_watermark(), min_one_batch)?
             .records)
     }
 
@@ -200,5 +211,108 @@ pub fn producer_batch(h: &storage::batch::BatchHeader<'_>) -> ProducerBatch {
         producer_epoch: h.producer_epoch(),
         base_sequence: h.base_sequence(),
         last_offset_delta: h.last_offset_delta(),
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// A zstd batch of `n` keyed records from producer `pid` starting at sequence `seq`.
+    pub(super) fn batch(n: i32, pid: i64, seq: i32) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                sequence: if seq < 0 { i - 1 } else { seq + i },
+                timestamp: 1,
+                key: Some(Bytes::from_static(b"k")),
+                value: None,
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Zstd,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::tests_support::batch;
+    use super::*;
+    use crate::storage::batch::BatchHeader;
+
+    fn append(p: &Partition, b: &Bytes) -> Result<Appended, AppendError> {
+        let header = BatchHeader::parse(b).unwrap();
+        p.append(b, &producer_batch(&header))
+    }
+
+    #[test]
+    fn a_retried_batch_is_answered_with_its_first_offset_even_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default(), 0).unwrap();
+        let first = batch(10, 7, 0);
+        assert_eq!(append(&p, &first).unwrap().base_offset, 0);
+        let again = append(&p, &first).unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.base_offset, 0);
+        assert_eq!(append(&p, &batch(5, 7, 10)).unwrap().base_offset, 10);
+        assert!(matches!(
+            append(&p, &batch(5, 7, 20)),
+            Err(AppendError::OutOfOrderSequence { .. })
+        ));
+        drop(p);
+        // Producer state comes back from the log.
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default(), 0).unwrap();
+        let retry = append(&p, &batch(5, 7, 10)).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, 10);
+        assert_eq!(p.high_watermark(), 15);
+    }
+}
+
+#[cfg(test)]
+mod delete_records_tests {
+    use super::tests_support::batch;
+    use super::*;
+
+    #[test]
+    fn the_log_start_moved_by_delete_records_survives_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default(), 0).unwrap();
+        for i in 0..3 {
+            let b = batch(10, -1, -1);
+            let h = crate::storage::batch::BatchHeader::parse(&b).unwrap();
+            assert_eq!(
+                p.append(&b, &producer_batch(&h)).unwrap().base_offset,
+                i * 10
+            );
+        }
+        assert_eq!(p.delete_records_before(20).unwrap(), 20);
+        // No clean close: what a kill -9 leaves.
+        std::mem::forget(p);
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default(), 0).unwrap();
+        assert_eq!(p.log_start_offset(), 20);
+        assert_eq!(p.log_end_offset(), 30);
     }
 }

@@ -94,7 +94,7 @@ impl CoordinatorLog for OffsetsLog {
             last_offset_delta: 0,
         };
         self.partition
-            .append(buf.freeze(), &producer)
+            .append(&buf, &producer)
             .map_err(GroupError::log)?;
         Ok(())
     }

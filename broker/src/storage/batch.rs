@@ -14,6 +14,10 @@ use kafka_protocol::records::{Compression, TimestampType};
 
 use super::StorageError;
 
+mod produce;
+
+pub use produce::validate_produce;
+
 /// Bytes before `batchLength` counts: baseOffset and batchLength itself.
 pub const LOG_OVERHEAD: usize = 12;
 /// Size of the fixed v2 batch header, up to the first record.

@@ -18,11 +18,13 @@ pub(crate) fn write(path: &Path, lines: &[String]) -> Result<(), StorageError> {
         content.push_str(line);
         content.push('\n');
     }
+    // `.tmp` files are removed when a log opens, so a crash mid-write leaves no clutter.
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
     file.write_all(content.as_bytes())
         .map_err(|e| StorageError::io(&tmp, e))?;
     file.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
+    // The rename is the commit point; the directory fsync makes the rename itself durable.
     fs::rename(&tmp, path).map_err(|e| StorageError::io(path, e))?;
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;

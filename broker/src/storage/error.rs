@@ -71,6 +71,22 @@ pub enum StorageError {
         /// The CRC computed over the content.
         computed: u32,
     },
+    /// A Produce batch breaks one of Kafka's rules for client batches (Kafka `INVALID_RECORD`).
+    #[error("invalid record batch at byte {position}: {reason}")]
+    InvalidBatch {
+        /// Byte position of the batch in the buffer.
+        position: usize,
+        /// Which rule, with the values involved.
+        reason: String,
+    },
+    /// A Produce batch is larger than `max.message.bytes` (Kafka `MESSAGE_TOO_LARGE`).
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max_message_bytes}")]
+    BatchTooLarge {
+        /// Size of the batch in bytes.
+        size: usize,
+        /// The topic's limit.
+        max_message_bytes: u32,
+    },
     /// A read or truncation asked for an offset outside the log.
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange {
@@ -138,7 +154,8 @@ impl StorageError {
         matches!(self, Self::CorruptBatch { .. })
     }
 
-    /// True when a batch's framing or header is invalid (length, magic, field values).
+    /// True when a batch's framing or header is invalid (length, magic, field values, Kafka's
+    /// rules for client batches).
     #[must_use]
     pub fn is_malformed(&self) -> bool {
         matches!(
@@ -147,6 +164,7 @@ impl StorageError {
                 | Self::BatchLengthInvalid { .. }
                 | Self::UnsupportedMagic { .. }
                 | Self::InvalidBatchField { .. }
+                | Self::InvalidBatch { .. }
         )
     }
 }

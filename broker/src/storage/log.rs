@@ -9,12 +9,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+use bytes::BytesMut;
 
 use super::batch::{self, BatchHeader, BatchIter};
 use super::config::{LogConfig, MessageTimestampType};
@@ -26,11 +25,16 @@ mod compaction;
 #[cfg(test)]
 mod compaction_tests;
 mod open;
+mod read;
 #[cfg(test)]
 mod recovery_tests;
 mod retention;
 #[cfg(test)]
 mod tests;
+
+pub use compaction::CompactionOutcome;
+pub use read::ReadResult;
+pub use retention::RetentionOutcome;
 
 /// Name of the log start offset checkpoint in the partition directory.
 const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
@@ -55,41 +59,6 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
     /// Records appended (sum of the batches' record counts).
     pub record_count: u64,
-}
-
-/// Bytes read from the log, whole batches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadResult {
-    /// Concatenated whole batches, exactly as stored; empty when nothing is available.
-    pub records: Bytes,
-    /// The log start offset at the time of the read.
-    pub log_start_offset: i64,
-    /// The log end offset at the time of the read.
-    pub log_end_offset: i64,
-}
-
-/// What retention deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RetentionOutcome {
-    /// Segments deleted.
-    pub deleted_segments: usize,
-    /// Bytes deleted.
-    pub deleted_bytes: u64,
-    /// The log start offset afterwards.
-    pub log_start_offset: i64,
-}
-
-/// What compaction did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CompactionOutcome {
-    /// Segments rewritten.
-    pub segments_cleaned: usize,
-    /// Records dropped (superseded values and expired tombstones).
-    pub records_removed: u64,
-    /// Size of the cleaned segments before.
-    pub bytes_before: u64,
-    /// Size of the cleaned segments after.
-    pub bytes_after: u64,
 }
 
 /// The settings the append path reads, copied out of the config so no lock is held for I/O.
@@ -138,10 +107,15 @@ pub struct Log {
     log_end_offset: AtomicI64,
     /// Serialises compactions, which run mostly without the append lock.
     cleaner: Mutex<()>,
+    /// Counts truncations, so that a compaction that read a segment before one does not swap in
+    /// records the truncation removed.
+    truncations: AtomicU64,
+    /// Background fsyncs of rolled segments, joined on close.
+    background: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -419,6 +393,8 @@ impl Log {
     /// Closes the active segment and starts a new one at `base_offset`.
     fn roll(&self, w: &mut Writer, base_offset: i64) -> Result<(), StorageError> {
         let new = Arc::new(Segment::create(&self.dir, base_offset)?);
+        // Make the new file's directory entry durable, or an fsync of its data would not be.
+        checkpoint::sync_dir(&self.dir)?;
         let old = std::mem::replace(&mut w.active, Arc::clone(&new));
         {
             let mut map = self
@@ -437,17 +413,21 @@ impl Log {
         old.write_indexes(false)?;
         tracing::debug!(segment = %old.log_path().display(), "rolled segment");
         // fsync the closed segment off the append path, as Kafka's scheduler does.
-        std::thread::spawn(move || {
+        let handle = std::thread::spawn(move || {
             if let Err(e) = old.flush().and_then(|()| old.sync_index_files()) {
                 tracing::warn!(error = %e, "background flush of a closed segment failed");
             }
         });
+        let mut background = lock(&self.background);
+        background.retain(|h| !h.is_finished());
+        background.push(handle);
         Ok(())
     }
 
     fn maybe_flush(&self, w: &mut Writer, s: AppendSettings) -> Result<(), StorageError> {
         let by_count = w.unflushed_messages >= s.flush_messages;
         let by_time = w.unflushed_messages > 0
+            && s.flush_ms < i64::MAX as u64
             && u64::try_from(w.last_flush.elapsed().as_millis()).unwrap_or(u64::MAX) >= s.flush_ms;
         if by_count || by_time {
             w.active.flush()?;
@@ -480,100 +460,6 @@ impl Log {
         Ok(())
     }
 
-    /// Up to `max_bytes` of whole batches from the batch containing `offset`, read from the files
-    /// without holding the append lock. The first batch is returned whole even when larger than
-    /// `max_bytes` (Kafka's rule, so consumers always progress). Only batches entirely below
-    /// `max_offset` (exclusive, e.g. the high watermark) are returned.
-    ///
-    /// # Errors
-    /// [`StorageError::OffsetOutOfRange`] when `offset` is below the log start or above the log
-    /// end offset; I/O errors.
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Result<ReadResult, StorageError> {
-        let log_end_offset = self.log_end_offset();
-        let log_start_offset = self.log_start_offset();
-        let mut result = ReadResult {
-            records: Bytes::new(),
-            log_start_offset,
-            log_end_offset,
-        };
-        if offset < log_start_offset || offset > log_end_offset {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start_offset,
-                log_end_offset,
-            });
-        }
-        let max_offset = max_offset.min(log_end_offset);
-        if offset >= max_offset {
-            return Ok(result);
-        }
-        let mut segment = self.floor_segment(offset);
-        while let Some(s) = segment {
-            if let Some(bytes) = s.read(offset, max_bytes, max_offset)? {
-                result.records = bytes;
-                return Ok(result);
-            }
-            segment = self.next_segment(s.base_offset());
-        }
-        Ok(result)
-    }
-
-    /// ListOffsets by timestamp: the first offset at or after the log start whose record
-    /// timestamp is at least `timestamp`, with that record's timestamp; `None` when there is none.
-    ///
-    /// # Errors
-    /// I/O errors, or [`StorageError::RecordDecode`] if the batch found cannot be decoded.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        let mut min_offset = self.log_start_offset();
-        let mut segment = self.floor_segment(min_offset);
-        while let Some(s) = segment {
-            while let Some(batch) = s.find_batch_by_timestamp(timestamp, min_offset)? {
-                let last = BatchHeader::parse(&batch)?.last_offset();
-                if let Some(found) = first_record_at_or_after(&batch, timestamp, min_offset)? {
-                    return Ok(Some(found));
-                }
-                min_offset = last + 1;
-            }
-            segment = self.next_segment(s.base_offset());
-        }
-        Ok(None)
-    }
-
-    /// ListOffsets `MAX_TIMESTAMP` (-3): the largest timestamp in the log and the offset of the
-    /// first record carrying it; `None` for an empty log or one without timestamps. If the batch
-    /// cannot be read back, the offset of its first record is given.
-    #[must_use]
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        let (segment, (ts, batch_offset)) = self
-            .segments_snapshot()
-            .into_iter()
-            .filter_map(|s| s.max_timestamp().map(|m| (s, m)))
-            .fold(
-                None,
-                |best: Option<(Arc<Segment>, (i64, i64))>, (s, m)| match &best {
-                    Some((_, (bt, _))) if *bt >= m.0 => best,
-                    _ => Some((s, m)),
-                },
-            )?;
-        let exact = segment.batch_at(batch_offset).and_then(|b| match b {
-            Some(b) => first_record_at_or_after(&b, ts, batch_offset),
-            None => Ok(None),
-        });
-        match exact {
-            Ok(Some((offset, _))) => Some((ts, offset.max(self.log_start_offset()))),
-            Ok(None) => Some((ts, batch_offset.max(self.log_start_offset()))),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the batch holding the max timestamp");
-                Some((ts, batch_offset.max(self.log_start_offset())))
-            }
-        }
-    }
-
     /// The epoch of the last leader that appended to this log.
     #[must_use]
     pub fn latest_epoch(&self) -> Option<i32> {
@@ -600,8 +486,16 @@ impl Log {
             return Ok(());
         }
         let w = lock(&self.writer);
+        for handle in std::mem::take(&mut *lock(&self.background)) {
+            if handle.join().is_err() {
+                tracing::warn!("background flush of a closed segment panicked");
+            }
+        }
         w.active.flush()?;
         w.active.write_indexes(true)?;
+        for segment in self.segments_snapshot() {
+            segment.write_indexes_if_dirty()?;
+        }
         lock(&self.epochs).flush()?;
         checkpoint::write(&self.dir.join(CLEAN_SHUTDOWN_MARKER), &[])?;
         Ok(())
@@ -630,30 +524,4 @@ impl Drop for Log {
             tracing::warn!(dir = %self.dir.display(), error = %e, "closing log failed");
         }
     }
-}
-
-/// The first record of `batch` with offset at least `min_offset` and timestamp at least
-/// `timestamp`, as `(offset, timestamp)`. Log-append-time batches carry one timestamp for all.
-pub(crate) fn first_record_at_or_after(
-    batch: &Bytes,
-    timestamp: i64,
-    min_offset: i64,
-) -> Result<Option<(i64, i64)>, StorageError> {
-    let header = BatchHeader::parse(batch)?;
-    if header.timestamp_type() == TimestampType::LogAppend {
-        let ts = header.max_timestamp();
-        return Ok((ts >= timestamp && header.last_offset() >= min_offset)
-            .then(|| (header.base_offset().max(min_offset), ts)));
-    }
-    let base_offset = header.base_offset();
-    let mut buf = batch.clone();
-    let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| StorageError::RecordDecode {
-        base_offset,
-        reason: e.to_string(),
-    })?;
-    Ok(set
-        .records
-        .iter()
-        .find(|r| r.offset >= min_offset && r.timestamp >= timestamp)
-        .map(|r| (r.offset, r.timestamp)))
 }

@@ -15,10 +15,15 @@
 //! - `epoch_cache`, `checkpoint`: leader epochs and atomic checkpoint files.
 //!
 //! # Data flow
-//! Produce: the API layer validates batches with [`batch::BatchIter`], then [`Log::append`]
-//! rewrites base offsets and epochs in place and writes the buffer with one `pwrite`. Fetch:
-//! [`Log::read`] finds the segment by base offset, the position by the sparse index, and returns
-//! file bytes (whole batches) as `Bytes` without decoding them.
+//! Produce: the API layer validates a partition's batch with [`batch::validate_produce`] (CRC,
+//! size, Kafka's rules for client batches), then [`Log::append`] rewrites base offsets and epochs
+//! in place and writes the buffer with one `pwrite`. Fetch: [`Log::read`] finds the segment by
+//! base offset, the position by the sparse index, and returns file bytes (whole batches) as
+//! `Bytes` without decoding them.
+//!
+//! All of [`Log`]'s methods do blocking file I/O. Appends and tail reads hit the page cache and
+//! take microseconds; [`Log::open`], [`Log::compact`], [`Log::close`] and dropping a `Log` can take
+//! much longer and belong on a blocking thread (`tokio::task::spawn_blocking`).
 //!
 //! # Durability
 //! By default (`flush.messages` and `flush.ms` unset, as in Kafka) the log never fsyncs on the

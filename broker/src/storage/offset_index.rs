@@ -72,6 +72,11 @@ impl OffsetIndex {
             .unwrap_or(0)
     }
 
+    /// Forgets the entry pointing at `position` (found not to point at a sound batch).
+    pub(crate) fn remove_position(&mut self, position: u64) {
+        self.entries.retain(|&(_, p)| u64::from(p) != position);
+    }
+
     /// The last entry as `(absolute offset, position)`.
     pub(crate) fn last_entry(&self) -> Option<(i64, u64)> {
         self.entries

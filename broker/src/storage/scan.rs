@@ -23,8 +23,20 @@ pub(crate) fn read_at_most(
     len: usize,
 ) -> Result<Vec<u8>, StorageError> {
     let mut buf = vec![0u8; len];
+    let filled = read_into(file, path, pos, &mut buf)?;
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Fills `buf` from `pos`, stopping early at end of file; returns the bytes read.
+pub(crate) fn read_into(
+    file: &File,
+    path: &Path,
+    pos: u64,
+    buf: &mut [u8],
+) -> Result<usize, StorageError> {
     let mut filled = 0;
-    while filled < len {
+    while filled < buf.len() {
         match file.read_at(&mut buf[filled..], pos + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
@@ -32,8 +44,7 @@ pub(crate) fn read_at_most(
             Err(e) => return Err(StorageError::io(path, e)),
         }
     }
-    buf.truncate(filled);
-    Ok(buf)
+    Ok(filled)
 }
 
 /// How a scan ended.
@@ -60,6 +71,7 @@ pub(crate) fn scan_batches(
     let mut pos = from;
     while pos < end {
         let remaining = usize::try_from(end - pos).unwrap_or(usize::MAX);
+        // One large read per chunk rather than one per batch: producers often send small batches.
         let mut chunk = read_at_most(file, path, pos, remaining.min(CHUNK))?;
         // A batch larger than the chunk: read exactly that batch.
         if let Some((_, length)) = peek_offset_and_length(&chunk) {

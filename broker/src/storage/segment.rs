@@ -14,16 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::{Bytes, BytesMut};
-
 use super::StorageError;
-use super::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, peek_offset_and_length};
+use super::batch::BatchHeader;
 use super::offset_index::OffsetIndex;
-use super::scan::{ScanEnd, read_at_most, scan_batches};
+use super::scan::scan_batches;
 use super::time_index::TimeIndex;
 
-/// Smallest read a fetch issues, so that scanning from an index entry rarely needs a second read.
-const MIN_READ: usize = 64 * 1024;
+mod read;
+mod recovery;
 
 /// The header fields of one batch the log keeps while appending or scanning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +52,7 @@ impl BatchMeta {
 
 /// Mutable state of a segment besides its file, guarded by one lock.
 #[derive(Debug)]
-struct SegmentState {
+pub(super) struct SegmentState {
     index: OffsetIndex,
     time_index: TimeIndex,
     bytes_since_index: u64,
@@ -66,11 +64,13 @@ struct SegmentState {
     rolling_timestamp: Option<i64>,
     /// Last offset + 1 of the last batch, the base offset when empty.
     next_offset: i64,
+    /// The in-memory index was corrected and differs from the file.
+    index_dirty: bool,
     deleted: bool,
 }
 
 impl SegmentState {
-    fn new(base_offset: i64) -> Self {
+    pub(super) fn new(base_offset: i64) -> Self {
         Self {
             index: OffsetIndex::new(base_offset),
             time_index: TimeIndex::new(base_offset),
@@ -79,12 +79,15 @@ impl SegmentState {
             offset_of_max_timestamp: base_offset,
             rolling_timestamp: None,
             next_offset: base_offset,
+            index_dirty: false,
             deleted: false,
         }
     }
 
     /// Accounts for one batch written at `position`, adding index entries every `interval` bytes.
-    fn track(&mut self, meta: &BatchMeta, position: u64, interval: u64) {
+    pub(super) fn track(&mut self, meta: &BatchMeta, position: u64, interval: u64) {
+        // As Kafka: an entry for the batch that follows more than `interval` unindexed bytes, so a
+        // lookup lands at most about one interval (plus one batch) before its target.
         if self.bytes_since_index > interval {
             self.index.append(meta.base_offset, position);
             if meta.max_timestamp > self.max_timestamp {
@@ -126,17 +129,8 @@ pub(crate) fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
 }
 
-/// What opening an existing segment found.
-pub(crate) struct Opened {
-    pub(crate) segment: Segment,
-    /// Bytes cut off the end because they did not hold valid batches.
-    pub(crate) truncated_bytes: u64,
-    /// Batches scanned (all of them when the segment was recovered, the tail otherwise).
-    pub(crate) scanned: Vec<BatchMeta>,
-}
-
 impl Segment {
-    fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+    pub(super) fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
         let stem = file_stem(base_offset);
         (
             dir.join(format!("{stem}.log")),
@@ -145,7 +139,7 @@ impl Segment {
         )
     }
 
-    fn with_file(dir: &Path, base_offset: i64, file: File, size: u64) -> Self {
+    pub(super) fn with_file(dir: &Path, base_offset: i64, file: File, size: u64) -> Self {
         let (log_path, index_path, time_index_path) = Self::paths(dir, base_offset);
         Self {
             base_offset,
@@ -174,162 +168,13 @@ impl Segment {
         Ok(Self::with_file(dir, base_offset, file, 0))
     }
 
-    /// Opens an existing segment. When `trusted` (a closed segment, or the active one after a
-    /// clean shutdown) and its indexes are consistent, only the bytes after the last index entry
-    /// are scanned; otherwise the whole file is scanned and its indexes rebuilt. Invalid bytes at
-    /// the end are cut off.
-    pub(crate) fn open(
-        dir: &Path,
-        base_offset: i64,
-        trusted: bool,
-        index_interval: u64,
-    ) -> Result<Opened, StorageError> {
-        let (log_path, index_path, time_index_path) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|e| StorageError::io(&log_path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| StorageError::io(&log_path, e))?
-            .len();
-        let segment = Self::with_file(dir, base_offset, file, len);
-        if trusted {
-            let index = OffsetIndex::load(&index_path, base_offset)?;
-            let time_index = TimeIndex::load(&time_index_path, base_offset)?;
-            if let (Some(index), Some(time_index)) = (index, time_index)
-                && let Some(tail) = segment.try_tail_check(index, time_index, len)?
-            {
-                return Ok(Opened {
-                    segment,
-                    truncated_bytes: 0,
-                    scanned: tail,
-                });
-            }
-            tracing::info!(segment = %log_path.display(), "rebuilding indexes of segment");
-        }
-        segment.recover(len, index_interval)
-    }
-
-    /// Accepts the loaded indexes if the batch at the last index entry has the indexed offset and
-    /// the batches from there end exactly at the end of the file.
-    fn try_tail_check(
-        &self,
-        index: OffsetIndex,
-        time_index: TimeIndex,
-        len: u64,
-    ) -> Result<Option<Vec<BatchMeta>>, StorageError> {
-        let (from, expect_offset) = match index.last_entry() {
-            Some((offset, pos)) => (pos, Some(offset)),
-            None => (0, None),
-        };
-        if from > len {
-            return Ok(None);
-        }
-        let mut tail = Vec::new();
-        let mut first_ok = true;
-        let end = scan_batches(&self.file, &self.log_path, from, len, true, |h, pos| {
-            if tail.is_empty() && expect_offset.is_some_and(|o| o != h.base_offset()) {
-                first_ok = false;
-                return ControlFlow::Break(());
-            }
-            tail.push(BatchMeta::of(h, pos));
-            ControlFlow::Continue(())
-        })?;
-        if !first_ok || end.error.is_some() || end.valid_end != len {
-            return Ok(None);
-        }
-        {
-            let mut st = self.state_mut();
-            st.index = index;
-            st.time_index = time_index;
-            if let Some((ts, offset)) = st.time_index.last_entry() {
-                st.max_timestamp = ts;
-                st.offset_of_max_timestamp = offset;
-            }
-            st.next_offset = expect_offset.unwrap_or(self.base_offset);
-            st.bytes_since_index = 0;
-            for meta in &tail {
-                // Index entries already cover the first tail batch; replay the rest.
-                st.bytes_since_index += meta.size;
-                if meta.max_timestamp > st.max_timestamp {
-                    st.max_timestamp = meta.max_timestamp;
-                    st.offset_of_max_timestamp = meta.base_offset;
-                }
-                st.next_offset = meta.last_offset + 1;
-            }
-            st.rolling_timestamp = self.first_batch_timestamp()?;
-        }
-        Ok(Some(tail))
-    }
-
-    /// The max timestamp of the first batch, `None` for an empty segment.
-    fn first_batch_timestamp(&self) -> Result<Option<i64>, StorageError> {
-        let head = read_at_most(&self.file, &self.log_path, 0, HEADER_SIZE)?;
-        Ok(header_max_timestamp(&head))
-    }
-
-    /// Scans the whole file, rebuilding the indexes and cutting off invalid bytes at the end.
-    fn recover(self, len: u64, index_interval: u64) -> Result<Opened, StorageError> {
-        let mut scanned = Vec::new();
-        let mut last_offset = self.base_offset - 1;
-        let base = self.base_offset;
-        let mut monotonic_error = None;
-        let ScanEnd { valid_end, error } =
-            scan_batches(&self.file, &self.log_path, 0, len, true, |h, pos| {
-                let meta = BatchMeta::of(h, pos);
-                if meta.base_offset <= last_offset || meta.last_offset - base > i64::from(i32::MAX)
-                {
-                    monotonic_error = Some(pos);
-                    return ControlFlow::Break(());
-                }
-                last_offset = meta.last_offset;
-                scanned.push(meta);
-                ControlFlow::Continue(())
-            })?;
-        let valid_end = match monotonic_error {
-            Some(pos) => {
-                scanned.pop_if(|m| m.position == pos);
-                pos
-            }
-            None => valid_end,
-        };
-        {
-            let mut st = self.state_mut();
-            *st = SegmentState::new(self.base_offset);
-            for meta in &scanned {
-                st.track(meta, meta.position, index_interval);
-            }
-        }
-        let truncated_bytes = len - valid_end;
-        if truncated_bytes > 0 {
-            tracing::warn!(
-                segment = %self.log_path.display(),
-                truncated_bytes,
-                valid_bytes = valid_end,
-                reason = %error.map_or_else(|| "offsets out of order".to_owned(), |e| e.to_string()),
-                "cutting off invalid bytes at the end of segment"
-            );
-            self.file
-                .set_len(valid_end)
-                .map_err(|e| StorageError::io(&self.log_path, e))?;
-            self.size.store(valid_end, Ordering::Release);
-        }
-        Ok(Opened {
-            segment: self,
-            truncated_bytes,
-            scanned,
-        })
-    }
-
-    fn state(&self) -> RwLockReadGuard<'_, SegmentState> {
+    pub(super) fn state(&self) -> RwLockReadGuard<'_, SegmentState> {
         self.state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn state_mut(&self) -> RwLockWriteGuard<'_, SegmentState> {
+    pub(super) fn state_mut(&self) -> RwLockWriteGuard<'_, SegmentState> {
         self.state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -386,7 +231,11 @@ impl Segment {
         metas: &[BatchMeta],
         index_interval: u64,
     ) -> Result<(), StorageError> {
+        // Only the appender (under the log's append lock) changes the size, so this load is the
+        // end of the file as far as anyone can observe.
         let pos = self.size();
+        // A failed or short write publishes nothing: the next append writes at the same position
+        // and overwrites whatever part of this one reached the file.
         self.file
             .write_all_at(data, pos)
             .map_err(|e| StorageError::io(&self.log_path, e))?;
@@ -396,125 +245,9 @@ impl Segment {
                 st.track(meta, pos + meta.position, index_interval);
             }
         }
+        // Publish last: a reader that sees the new size finds the bytes and the index entries.
+        // Index entries beyond the size it loaded are ignored by its lookups.
         self.size.store(pos + data.len() as u64, Ordering::Release);
-        Ok(())
-    }
-
-    /// Whole batches from the one holding `offset`, at most `max_bytes` of them (but at least
-    /// one), none reaching `max_offset`. `Ok(None)` when no batch of this segment reaches
-    /// `offset` (the caller continues with the next segment).
-    pub(crate) fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Result<Option<Bytes>, StorageError> {
-        let size = self.size();
-        let mut start = self.state().index.lookup(offset, size);
-        if start >= size {
-            return Ok(None);
-        }
-        let mut window = Window::new(self, start, size, max_bytes)?;
-        if start > 0
-            && window
-                .header_at(0)?
-                .is_none_or(|(base, _, _)| base > offset)
-        {
-            // The index entry points past the wanted batch (a damaged index): scan from the start.
-            start = 0;
-            window = Window::new(self, start, size, max_bytes)?;
-        }
-        let mut cur = 0usize;
-        loop {
-            let Some((_, total, last)) = window.header_at(cur)? else {
-                return Ok(None);
-            };
-            if last >= offset {
-                break;
-            }
-            cur += total;
-        }
-        let first = cur;
-        let mut end = cur;
-        while let Some((_, total, last)) = window.header_at(end)? {
-            if last >= max_offset || (end > first && end - first + total > max_bytes) {
-                break;
-            }
-            if !window.ensure(end + total)? {
-                break;
-            }
-            end += total;
-        }
-        Ok(Some(window.buf.freeze().slice(first..end)))
-    }
-
-    /// A file position at or before the batch holding `offset`: the index lookup, checked against
-    /// the batch header there so that a damaged index entry costs a longer scan, never a wrong
-    /// answer.
-    fn position_at_or_before(&self, offset: i64, size: u64) -> Result<u64, StorageError> {
-        let pos = self.state().index.lookup(offset, size);
-        if pos == 0 {
-            return Ok(0);
-        }
-        let head = read_at_most(&self.file, &self.log_path, pos, LOG_OVERHEAD)?;
-        Ok(match peek_offset_and_length(&head) {
-            Some((base, _)) if base <= offset => pos,
-            _ => 0,
-        })
-    }
-
-    /// The first batch whose max timestamp is at least `timestamp` and whose last offset is at
-    /// least `min_offset`; `None` when no batch here qualifies.
-    pub(crate) fn find_batch_by_timestamp(
-        &self,
-        timestamp: i64,
-        min_offset: i64,
-    ) -> Result<Option<Bytes>, StorageError> {
-        let size = self.size();
-        let from = {
-            let st = self.state();
-            if st.max_timestamp < timestamp {
-                return Ok(None);
-            }
-            st.time_index.lookup(timestamp).max(min_offset)
-        };
-        let from = self.position_at_or_before(from, size)?;
-        let mut found = None;
-        scan_batches(&self.file, &self.log_path, from, size, false, |h, _| {
-            if h.max_timestamp() >= timestamp && h.last_offset() >= min_offset {
-                found = Some(Bytes::copy_from_slice(h.bytes()));
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
-        Ok(found)
-    }
-
-    /// The batch whose base offset is `base_offset`, if any.
-    pub(crate) fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, StorageError> {
-        let size = self.size();
-        let from = self.position_at_or_before(base_offset, size)?;
-        let mut found = None;
-        scan_batches(&self.file, &self.log_path, from, size, false, |h, _| {
-            if h.base_offset() == base_offset {
-                found = Some(Bytes::copy_from_slice(h.bytes()));
-            }
-            if h.base_offset() >= base_offset {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
-        Ok(found)
-    }
-
-    /// Calls `f` with every batch of the segment in order (compaction).
-    pub(crate) fn for_each_batch(
-        &self,
-        f: impl FnMut(&BatchHeader<'_>, u64) -> ControlFlow<()>,
-    ) -> Result<(), StorageError> {
-        scan_batches(&self.file, &self.log_path, 0, self.size(), false, f)?;
         Ok(())
     }
 
@@ -534,11 +267,16 @@ impl Segment {
         if cut == size {
             return Ok(0);
         }
+        // Shrink the visible size before the file, so that a concurrent reader stops at `cut`
+        // rather than finding a short read where it expected bytes.
         self.size.store(cut, Ordering::Release);
         self.file
             .set_len(cut)
             .map_err(|e| StorageError::io(&self.log_path, e))?;
-        // Rebuild the in-memory state from the remaining bytes after the last kept index entry.
+        // Rebuild the in-memory state: the indexes lose their entries at and after the cut, and
+        // the batches after the last kept index entry are replayed, which is at most one index
+        // interval of reading. The last kept time index entry holds the largest timestamp before
+        // that entry, because time entries are taken together with offset entries.
         let mut st = self.state_mut();
         st.index.truncate_to_position(cut);
         st.time_index.truncate_to_offset(offset);
@@ -591,6 +329,7 @@ impl Segment {
     /// timestamp, and fsyncs them when `sync`.
     pub(crate) fn write_indexes(&self, sync: bool) -> Result<(), StorageError> {
         let mut st = self.state_mut();
+        // Retention may have removed the segment meanwhile; writing would resurrect its files.
         if st.deleted {
             return Ok(());
         }
@@ -599,7 +338,17 @@ impl Segment {
             st.time_index.maybe_append(ts, off);
         }
         write_file(&self.index_path, &st.index.to_bytes(), sync)?;
-        write_file(&self.time_index_path, &st.time_index.to_bytes(), sync)
+        write_file(&self.time_index_path, &st.time_index.to_bytes(), sync)?;
+        st.index_dirty = false;
+        Ok(())
+    }
+
+    /// Writes the indexes if a damaged entry was dropped since they were loaded.
+    pub(crate) fn write_indexes_if_dirty(&self) -> Result<(), StorageError> {
+        if self.state().index_dirty {
+            self.write_indexes(true)?;
+        }
+        Ok(())
     }
 
     /// fsyncs the index files if they exist (after a roll, off the append path).
@@ -628,79 +377,7 @@ impl Segment {
     }
 }
 
-/// The max timestamp field of a batch header, if `head` holds a whole header.
-fn header_max_timestamp(head: &[u8]) -> Option<i64> {
-    let bytes: [u8; 8] = head.get(35..43)?.try_into().ok()?;
-    Some(i64::from_be_bytes(bytes))
-}
-
-/// A growing buffer of file bytes from `start`, for zero-copy slicing of whole batches.
-struct Window<'a> {
-    segment: &'a Segment,
-    start: u64,
-    end: u64,
-    buf: BytesMut,
-}
-
-impl<'a> Window<'a> {
-    /// A window from `start` with an initial read sized for a fetch of `max_bytes`.
-    fn new(
-        segment: &'a Segment,
-        start: u64,
-        end: u64,
-        max_bytes: usize,
-    ) -> Result<Self, StorageError> {
-        let mut window = Window {
-            segment,
-            start,
-            end,
-            buf: BytesMut::new(),
-        };
-        let avail = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
-        window.fill(avail.min(max_bytes.saturating_add(MIN_READ / 4).max(MIN_READ)))?;
-        Ok(window)
-    }
-
-    /// Reads `len` more bytes (bounded by the visible size).
-    fn fill(&mut self, len: usize) -> Result<(), StorageError> {
-        let pos = self.start + self.buf.len() as u64;
-        let avail = usize::try_from(self.end.saturating_sub(pos)).unwrap_or(usize::MAX);
-        let len = len.min(avail);
-        if len == 0 {
-            return Ok(());
-        }
-        let more = read_at_most(&self.segment.file, &self.segment.log_path, pos, len)?;
-        self.buf.extend_from_slice(&more);
-        Ok(())
-    }
-
-    /// Makes sure the buffer holds `n` bytes; false when the file does not have them.
-    fn ensure(&mut self, n: usize) -> Result<bool, StorageError> {
-        if self.buf.len() < n {
-            let want = (n - self.buf.len()).max(MIN_READ);
-            self.fill(want)?;
-        }
-        Ok(self.buf.len() >= n)
-    }
-
-    /// `(base offset, total size, last offset)` of the batch at `at`, if its header is present.
-    fn header_at(&mut self, at: usize) -> Result<Option<(i64, usize, i64)>, StorageError> {
-        if !self.ensure(at + HEADER_SIZE)? {
-            return Ok(None);
-        }
-        let head = &self.buf[at..at + HEADER_SIZE];
-        let Some((base, length)) = peek_offset_and_length(head) else {
-            return Ok(None);
-        };
-        let Ok(length) = usize::try_from(length) else {
-            return Ok(None);
-        };
-        let delta = i32::from_be_bytes([head[23], head[24], head[25], head[26]]);
-        Ok(Some((base, length + 12, base + i64::from(delta))))
-    }
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+pub(super) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

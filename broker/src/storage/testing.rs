@@ -5,6 +5,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+/// A record's key and value, either possibly null.
+pub(crate) type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// A record of a non-idempotent producer. The sequence follows the offset so that the encoder
 /// keeps all records of a call in one batch.
 pub(crate) fn record(
@@ -32,7 +35,7 @@ pub(crate) fn record(
 
 /// One batch of `(key, value)` records with offsets from 0 and timestamps from `timestamp`.
 pub(crate) fn batch_of(
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    records: &[KeyValue<'_>],
     timestamp: i64,
     compression: Compression,
 ) -> BytesMut {
@@ -60,8 +63,7 @@ pub(crate) fn batch_of(
 /// An uncompressed batch of `count` keyless records with `value_len`-byte values.
 pub(crate) fn values_batch(count: usize, value_len: usize, timestamp: i64) -> BytesMut {
     let value = vec![b'v'; value_len];
-    let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        (0..count).map(|_| (None, Some(value.as_slice()))).collect();
+    let records: Vec<KeyValue<'_>> = (0..count).map(|_| (None, Some(value.as_slice()))).collect();
     batch_of(&records, timestamp, Compression::None)
 }
 

@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 

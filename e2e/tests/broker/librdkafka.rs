@@ -14,12 +14,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::admin::create_topic;
 use crate::common::BrokerProcess;
 
+/// Per partition, `(offset, payload)` in the order seen.
+type Log = BTreeMap<i32, Vec<(i64, Vec<u8>)>>;
+
 /// Records every acknowledged delivery: partition -> (offset, payload).
 #[derive(Default, Clone)]
-struct Acks(
-    Arc<Mutex<BTreeMap<i32, Vec<(i64, Vec<u8>)>>>>,
-    Arc<Mutex<u64>>,
-);
+struct Acks(Arc<Mutex<Log>>, Arc<Mutex<u64>>);
 
 impl ClientContext for Acks {}
 impl ProducerContext for Acks {
@@ -52,7 +52,7 @@ fn producer(bootstrap: &str, acks: &Acks, extra: &[(&str, &str)]) -> ThreadedPro
 }
 
 /// Reads every record of `topic` from the beginning up to the high watermarks.
-fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<(i64, Vec<u8>)>> {
+fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Log {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "e2e-reader")
@@ -70,9 +70,9 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<
         ends.insert(p, high);
     }
     consumer.assign(&tpl).expect("assign");
-    let mut out: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    let mut out: Log = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    let done = |out: &BTreeMap<i32, Vec<(i64, Vec<u8>)>>| {
+    let done = |out: &Log| {
         ends.iter().all(|(p, &end)| {
             end == 0
                 || out

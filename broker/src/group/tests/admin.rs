@@ -110,3 +110,23 @@ async fn delete_groups_deletes_only_empty_groups_with_their_offsets() {
     assert!(!state.groups.contains_key("idle"));
     assert!(state.groups.contains_key("running"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn describe_groups_hides_metadata_while_rebalancing() {
+    let h = Harness::new();
+    let (members, _) = h.stable_group("g", 2).await;
+    let _rejoin = h.spawn_join(join_req("g", &members[0], None), 9);
+    tokio::task::yield_now().await;
+    let req = DescribeGroupsRequest::default().with_groups(vec![gid("g")]);
+    let response = h.coordinator.describe_groups(req, 5).await;
+    let group = &response.groups[0];
+    assert_eq!(group.group_state.as_str(), "PreparingRebalance");
+    assert_eq!(group.protocol_data.as_str(), "");
+    assert_eq!(group.members.len(), 2);
+    assert!(
+        group
+            .members
+            .iter()
+            .all(|m| m.member_metadata.is_empty() && m.member_assignment.is_empty())
+    );
+}

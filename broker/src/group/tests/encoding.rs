@@ -119,3 +119,31 @@ async fn every_response_encodes_at_every_supported_version() {
         .with_member_id(s("x"));
     encodes(&h.coordinator.leave_group(missing, 1).await, 1);
 }
+
+#[test]
+fn advertised_versions_are_ones_the_protocol_crate_can_decode() {
+    use crate::group::SUPPORTED_API_VERSIONS;
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::messages::{
+        DeleteGroupsRequest, DescribeGroupsRequest, HeartbeatRequest, JoinGroupRequest,
+        LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest,
+        OffsetFetchRequest, SyncGroupRequest,
+    };
+    use kafka_protocol::protocol::{Message, VersionRange};
+    for (key, min, max) in SUPPORTED_API_VERSIONS {
+        let decodable: VersionRange = match key {
+            ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+            ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+            ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+            ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+            ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+            ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+            ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+            ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+            ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+            ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+            other => panic!("unexpected api key {other:?}"),
+        };
+        assert_eq!((decodable.min, decodable.max), (min, max), "{key:?}");
+    }
+}

@@ -435,3 +435,146 @@ async fn a_member_that_never_syncs_is_dropped_after_the_rebalance_timeout() {
     assert!(group.member(&leader.member_id).is_none());
     assert_eq!(group.state, GroupState::PreparingRebalance);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unused_member_id_stops_blocking_the_rebalance_when_it_lapses() {
+    let h = Harness::new();
+    let (members, generation) = h.stable_group("g", 1).await;
+    let started = tokio::time::Instant::now();
+    // A client is handed a member id but never comes back with it.
+    let _abandoned = h.member_id("g").await;
+    let rejoin = h
+        .spawn_join(join_req("g", &members[0], None), 9)
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(rejoin.generation_id, generation + 1);
+    assert_eq!(rejoin.members.len(), 1);
+    // It lapses after a session timeout, before the rebalance timeout would have ended the wait.
+    assert!(waited >= std::time::Duration::from_millis(u64::try_from(SESSION_MS).unwrap()));
+    assert!(waited < std::time::Duration::from_millis(u64::try_from(REBALANCE_MS).unwrap()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_holding_an_unused_member_id_may_leave_with_it() {
+    let h = Harness::new();
+    let (members, generation) = h.stable_group("g", 1).await;
+    let pending = h.member_id("g").await;
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(gid("g"))
+        .with_member_id(s(&pending));
+    assert_eq!(h.coordinator.leave_group(leave, 1).await.error_code, 0);
+    // Without the pending member the rejoin completes at once.
+    let rejoin = h
+        .spawn_join(join_req("g", &members[0], None), 9)
+        .await
+        .unwrap();
+    assert_eq!(rejoin.generation_id, generation + 1);
+    assert!(h.coordinator.lock().groups["g"].pending_members.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_for_an_unknown_group_get_unknown_member_id() {
+    let h = Harness::new();
+    assert_eq!(
+        h.heartbeat("nope", "m", 1).await,
+        code(ResponseError::UnknownMemberId)
+    );
+    let sync = h
+        .spawn_sync(sync_req("nope", "m", 1, Vec::new()), 5)
+        .await
+        .unwrap();
+    assert_eq!(sync.error_code, code(ResponseError::UnknownMemberId));
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(gid("nope"))
+        .with_members(vec![MemberIdentity::default().with_member_id(s("m"))]);
+    assert_eq!(
+        h.coordinator.leave_group(leave, 5).await.error_code,
+        code(ResponseError::UnknownMemberId)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_group_v0_uses_the_session_timeout_as_rebalance_timeout() {
+    let h = Harness::new();
+    let first = h
+        .spawn_join(join_req("g", "", None).with_rebalance_timeout_ms(-1), 0)
+        .await
+        .unwrap();
+    assert_eq!(first.error_code, 0);
+    assert_eq!(first.generation_id, 1);
+    let state = h.coordinator.lock();
+    let member = state.groups["g"].member(&first.member_id).unwrap();
+    assert_eq!(member.rebalance_timeout_ms, SESSION_MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_never_fetches_its_assignment_is_dropped_even_once_stable() {
+    let h = Harness::new();
+    let a = h.member_id("g").await;
+    let b = h.member_id("g").await;
+    let (ja, jb) = (
+        h.spawn_join(join_req("g", &a, None), 9),
+        h.spawn_join(join_req("g", &b, None), 9),
+    );
+    let (ja, jb) = (ja.await.unwrap(), jb.await.unwrap());
+    let (leader, follower) = if ja.leader == ja.member_id {
+        (ja, jb)
+    } else {
+        (jb, ja)
+    };
+    let generation = leader.generation_id;
+    let assignments = leader
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), assignment(&m.member_id)))
+        .collect();
+    let sync = h
+        .spawn_sync(sync_req("g", &leader.member_id, generation, assignments), 5)
+        .await
+        .unwrap();
+    assert_eq!(sync.error_code, 0);
+    // The follower heartbeats but never sends SyncGroup.
+    let mut follower_dropped = false;
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let follower_hb = h.heartbeat("g", &follower.member_id, generation).await;
+        let leader_hb = h.heartbeat("g", &leader.member_id, generation).await;
+        if follower_hb == code(ResponseError::UnknownMemberId) {
+            assert_eq!(leader_hb, code(ResponseError::RebalanceInProgress));
+            follower_dropped = true;
+            break;
+        }
+        assert_eq!(leader_hb, 0);
+    }
+    assert!(
+        follower_dropped,
+        "the member that never synced is still in the group"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn during_a_rebalance_the_size_limit_counts_members_that_rejoined() {
+    let h = Harness::with_config(GroupConfig {
+        group_max_size: 2,
+        ..config()
+    });
+    let (members, generation) = h.stable_group("g", 2).await;
+    // A stable full group refuses a newcomer.
+    let refused = h.spawn_join(join_req("g", "", None), 3).await.unwrap();
+    assert_eq!(refused.error_code, code(ResponseError::GroupMaxSizeReached));
+    // Once a rebalance is under way, places go to whoever (re)joins first, as in Kafka.
+    let leader_rejoin = h.spawn_join(join_req("g", &members[0], None), 9);
+    tokio::task::yield_now().await;
+    let newcomer = h.spawn_join(join_req("g", "", None), 3);
+    tokio::task::yield_now().await;
+    let late = h
+        .spawn_join(join_req("g", &members[1], None), 9)
+        .await
+        .unwrap();
+    assert_eq!(late.error_code, code(ResponseError::GroupMaxSizeReached));
+    let (leader_rejoin, newcomer) = (leader_rejoin.await.unwrap(), newcomer.await.unwrap());
+    assert_eq!(leader_rejoin.generation_id, generation + 1);
+    assert_eq!(newcomer.generation_id, generation + 1);
+    assert_eq!(leader_rejoin.members.len(), 2);
+}

@@ -372,3 +372,25 @@ pub(super) fn commit_errors(response: &OffsetCommitResponse) -> Vec<i16> {
         .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
         .collect()
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[tokio::test]
+async fn the_coordinator_and_its_futures_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GroupCoordinator>();
+    let h = Harness::new();
+    let c = &h.coordinator;
+    assert_send(&c.join_group(JoinGroupRequest::default(), 9));
+    assert_send(&c.sync_group(SyncGroupRequest::default(), 5));
+    assert_send(&c.heartbeat(HeartbeatRequest::default(), 4));
+    assert_send(&c.leave_group(Default::default(), 5));
+    assert_send(&c.offset_commit(OffsetCommitRequest::default(), 9));
+    assert_send(&c.offset_fetch(OffsetFetchRequest::default(), 9));
+    assert_send(&c.list_groups(Default::default(), 5));
+    assert_send(&c.describe_groups(Default::default(), 6));
+    assert_send(&c.delete_groups(Default::default(), 2));
+    assert_send(&c.offset_delete(Default::default(), 0));
+    assert_send(&c.topic_deleted("t"));
+    assert_send(&c.run(CancellationToken::new()));
+}

@@ -243,20 +243,27 @@ async fn offsets_of_an_empty_group_expire_after_the_retention_time() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn offsets_of_a_group_with_members_do_not_expire() {
+async fn a_running_consumer_group_keeps_offsets_of_subscribed_topics_only() {
     let h = Harness::with_config(GroupConfig {
         offsets_retention_ms: 1_000,
         offsets_retention_check_interval_ms: 500,
         ..config()
     });
+    // The members subscribe to `orders` only.
     let (members, generation) = h.stable_group("g", 1).await;
-    h.commit("g", &members[0], generation, &[("orders", 0, 8)])
-        .await;
+    h.commit(
+        "g",
+        &members[0],
+        generation,
+        &[("orders", 0, 8), ("payments", 0, 9)],
+    )
+    .await;
     for _ in 0..4 {
         tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
         assert_eq!(h.heartbeat("g", &members[0], generation).await, 0);
     }
     assert_eq!(h.committed("g", "orders", 0).await, 8);
+    assert_eq!(h.committed("g", "payments", 0).await, -1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -339,4 +346,46 @@ async fn offset_delete_of_an_empty_group_deletes_and_of_an_unknown_group_fails()
         .offset_delete(offset_delete("nope", "orders", &[0]), 0)
         .await;
     assert_eq!(unknown.error_code, ResponseError::GroupIdNotFound.code());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_old_commit_with_its_own_retention_expires_at_that_time() {
+    let h = Harness::with_config(GroupConfig {
+        offsets_retention_check_interval_ms: 1_000,
+        ..config()
+    });
+    let req = commit_req("g", "", -1, &[("orders", 0, 3)]).with_retention_time_ms(5_000);
+    assert_eq!(
+        commit_errors(&h.coordinator.offset_commit(req, 2).await),
+        vec![0]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(4_000)).await;
+    assert_eq!(h.committed("g", "orders", 0).await, 3);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(h.committed("g", "orders", 0).await, -1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_coordinator_log_fails_start_up_with_the_record_index() {
+    use crate::group::{CoordinatorLog, GroupError};
+    let log = Arc::new(MemoryCoordinatorLog::new());
+    log.append(vec![
+        (Bytes::from_static(&[0, 2, 0, 1, b'g']), None),
+        (Bytes::from_static(&[0, 1, 0]), Some(Bytes::new())),
+    ])
+    .unwrap();
+    match GroupCoordinator::new(log, topics(), config()) {
+        Err(GroupError::Corrupt { index, .. }) => assert_eq!(index, 1),
+        other => panic!("expected a corrupt-record error, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_config_is_refused_at_start_up() {
+    let bad = GroupConfig {
+        group_min_session_timeout_ms: 0,
+        ..config()
+    };
+    let log = Arc::new(MemoryCoordinatorLog::new());
+    assert!(GroupCoordinator::new(log, topics(), bad).is_err());
 }

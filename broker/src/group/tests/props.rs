@@ -187,3 +187,103 @@ proptest! {
         runtime.block_on(run(ops));
     }
 }
+
+/// Operations on committed offsets of simple (generation -1) groups.
+#[derive(Debug, Clone)]
+enum OffsetOp {
+    Commit(usize, i32, i64),
+    DeleteGroup(usize),
+    DeleteOffset(usize, i32),
+    FailAppends(bool),
+    Restart,
+}
+
+fn offset_op() -> impl Strategy<Value = OffsetOp> {
+    prop_oneof![
+        6 => (0..2usize, 0..3i32, 0..1_000i64).prop_map(|(g, p, o)| OffsetOp::Commit(g, p, o)),
+        1 => (0..2usize).prop_map(OffsetOp::DeleteGroup),
+        1 => (0..2usize, 0..3i32).prop_map(|(g, p)| OffsetOp::DeleteOffset(g, p)),
+        1 => any::<bool>().prop_map(OffsetOp::FailAppends),
+        1 => Just(OffsetOp::Restart),
+    ]
+}
+
+/// Whatever the coordinator acknowledged is what it serves, before and after restarts; what it
+/// refused leaves no trace.
+async fn run_offsets(ops: Vec<OffsetOp>) {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::{DeleteGroupsRequest, OffsetDeleteRequest};
+    let groups = ["a", "b"];
+    let mut h = Harness::new();
+    let mut model: HashMap<(usize, i32), i64> = HashMap::new();
+    for op in ops {
+        match op {
+            OffsetOp::Commit(g, p, offset) => {
+                let response = h.commit(groups[g], "", -1, &[("orders", p, offset)]).await;
+                if commit_errors(&response) == [0] {
+                    model.insert((g, p), offset);
+                }
+            }
+            OffsetOp::DeleteGroup(g) => {
+                let req = DeleteGroupsRequest::default().with_groups_names(vec![gid(groups[g])]);
+                let response = h.coordinator.delete_groups(req, 2).await;
+                if response.results[0].error_code == 0 {
+                    model.retain(|&(group, _), _| group != g);
+                }
+            }
+            OffsetOp::DeleteOffset(g, p) => {
+                let req = OffsetDeleteRequest::default()
+                    .with_group_id(gid(groups[g]))
+                    .with_topics(vec![
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(TopicName(s("orders")))
+                            .with_partitions(vec![
+                                OffsetDeleteRequestPartition::default().with_partition_index(p),
+                            ]),
+                    ]);
+                let response = h.coordinator.offset_delete(req, 0).await;
+                let deleted = response.error_code == 0
+                    && response
+                        .topics
+                        .first()
+                        .is_some_and(|t| t.partitions[0].error_code == 0);
+                if deleted {
+                    model.remove(&(g, p));
+                }
+            }
+            OffsetOp::FailAppends(fail) => h.log.set_fail_appends(fail),
+            OffsetOp::Restart => {
+                h.log.set_fail_appends(false);
+                h.restart().await;
+            }
+        }
+        for (g, group) in groups.iter().enumerate() {
+            for p in 0..3 {
+                let expected = model.get(&(g, p)).copied().unwrap_or(-1);
+                assert_eq!(
+                    h.committed(group, "orders", p).await,
+                    expected,
+                    "group {group} partition {p}"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn acknowledged_offsets_survive_restarts_and_refused_ones_leave_no_trace(
+        ops in proptest::collection::vec(offset_op(), 1..40)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(run_offsets(ops));
+    }
+}

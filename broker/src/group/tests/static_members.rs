@@ -45,6 +45,8 @@ async fn a_restarted_static_follower_rejoins_without_a_rebalance() {
     assert_eq!(rejoin.error_code, 0);
     assert_eq!(rejoin.generation_id, generation);
     assert_ne!(rejoin.member_id.as_str(), ids[follower]);
+    // Static member ids start with the instance id, as in Kafka.
+    assert!(rejoin.member_id.starts_with(&format!("{instance}-")));
     assert!(rejoin.members.is_empty());
     assert!(!rejoin.skip_assignment);
     // The replacement is persisted, and the group stays Stable.
@@ -194,4 +196,45 @@ async fn a_static_member_is_removed_when_its_session_times_out() {
     assert!(group.member(&ids[0]).is_none());
     assert!(group.static_members.is_empty());
     assert_eq!(group.state, GroupState::Empty);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_member_missing_a_rebalance_keeps_its_place_in_the_next_generation() {
+    let h = delayed();
+    let (ids, leader, generation) = static_group(&h, 2).await;
+    let absent = if ids[0] == leader { 1 } else { 0 };
+    let absent_id = ids[absent].clone();
+    // The absent member keeps heartbeating (so its session does not expire) but does not rejoin.
+    let keep_alive = {
+        let coordinator = h.coordinator.clone();
+        let instance = format!("instance-{absent}");
+        tokio::spawn(async move {
+            for _ in 0..8 {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                let req = HeartbeatRequest::default()
+                    .with_group_id(gid("g"))
+                    .with_member_id(s(&absent_id))
+                    .with_group_instance_id(Some(s(&instance)))
+                    .with_generation_id(generation);
+                coordinator.heartbeat(req, 4).await;
+            }
+        })
+    };
+    let leader_instance = format!("instance-{}", 1 - absent);
+    // The leader rejoins (a leader's JoinGroup always rebalances); the other member does not.
+    let meta = subscription(&["orders", "payments"]);
+    let changed = join_req_with("g", &leader, Some(&leader_instance), &[("range", meta)]);
+    let response = h.spawn_join(changed, 9).await.unwrap();
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.generation_id, generation + 1);
+    assert_eq!(response.leader.as_str(), leader);
+    // The absent static member is still listed, with its last metadata.
+    let listed: Vec<&str> = response
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str())
+        .collect();
+    assert!(listed.contains(&ids[absent].as_str()), "{listed:?}");
+    assert_eq!(response.members.len(), 2);
+    keep_alive.await.unwrap();
 }

@@ -139,3 +139,14 @@ fn the_internal_segment_size_override_bypasses_the_minimum() {
     c.reset("internal.segment.bytes").unwrap();
     assert_eq!(c.segment_bytes, 2_097_152);
 }
+
+#[test]
+fn config_types_follow_kafkas_describe_codes() {
+    let code = |n: &str| config_def(n).unwrap().kafka_type();
+    assert_eq!(code("retention.ms"), 5);
+    assert_eq!(code("max.message.bytes"), 3);
+    assert_eq!(code("cleanup.policy"), 7);
+    assert_eq!(code("compression.type"), 2);
+    assert_eq!(code("preallocate"), 1);
+    assert_eq!(code("min.cleanable.dirty.ratio"), 6);
+}

@@ -23,16 +23,30 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use super::{CompactionOutcome, Log, lock};
+use super::{Log, lock};
 use crate::storage::batch::{self, BatchHeader, BatchIter};
 use crate::storage::segment::{Segment, file_stem};
 use crate::storage::{StorageError, checkpoint};
+
+/// What compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompactionOutcome {
+    /// Segments rewritten.
+    pub segments_cleaned: usize,
+    /// Records dropped (superseded values and expired tombstones).
+    pub records_removed: u64,
+    /// Size of the cleaned segments before.
+    pub bytes_before: u64,
+    /// Size of the cleaned segments after.
+    pub bytes_after: u64,
+}
 
 /// The decoded records of one batch.
 fn decode(header: &BatchHeader<'_>) -> Result<Vec<Record>, StorageError> {
@@ -95,6 +109,7 @@ impl Log {
             return Ok(outcome);
         }
         let _cleaner = lock(&self.cleaner);
+        let truncations = self.truncations.load(Ordering::Acquire);
         let segments = self.segments_snapshot();
         let lag = i64::try_from(config.min_compaction_lag_ms).unwrap_or(i64::MAX);
         let closed = &segments[..segments.len().saturating_sub(1)];
@@ -183,7 +198,7 @@ impl Log {
             if removed == 0 {
                 continue;
             }
-            if self.swap_cleaned(s, &out)? {
+            if self.swap_cleaned(s, &out, truncations)? {
                 outcome.segments_cleaned += 1;
                 outcome.records_removed += removed;
                 outcome.bytes_before += s.size();
@@ -203,9 +218,15 @@ impl Log {
         Ok(outcome)
     }
 
-    /// Replaces `old`'s file with `data`, unless `old` was removed or replaced meanwhile
-    /// (retention, truncation). Returns whether it swapped.
-    fn swap_cleaned(&self, old: &Arc<Segment>, data: &[u8]) -> Result<bool, StorageError> {
+    /// Replaces `old`'s file with `data`, unless `old` was removed, replaced or truncated since
+    /// compaction read it (retention, truncation) or became the active segment. Returns whether
+    /// it swapped.
+    fn swap_cleaned(
+        &self,
+        old: &Arc<Segment>,
+        data: &[u8],
+        truncations: u64,
+    ) -> Result<bool, StorageError> {
         let dir = self.dir();
         let base = old.base_offset();
         let cleaned = dir.join(format!("{}.log.cleaned", file_stem(base)));
@@ -216,16 +237,31 @@ impl Log {
             file.sync_all().map_err(|e| StorageError::io(&cleaned, e))?;
         }
         let interval = u64::from(self.config().index_interval_bytes);
-        let _w = lock(&self.writer);
-        let current = self
-            .segments
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&base)
-            .cloned();
-        if !current.is_some_and(|c| Arc::ptr_eq(&c, old)) {
+        let w = lock(&self.writer);
+        let (current, is_first) = {
+            let map = self
+                .segments
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (map.get(&base).cloned(), map.keys().next() == Some(&base))
+        };
+        let unchanged = current.is_some_and(|c| Arc::ptr_eq(&c, old))
+            && !Arc::ptr_eq(&w.active, old)
+            && self.truncations.load(Ordering::Acquire) == truncations;
+        if !unchanged {
             fs::remove_file(&cleaned).map_err(|e| StorageError::io(&cleaned, e))?;
             return Ok(false);
+        }
+        if data.is_empty() && !is_first {
+            // Nothing left: drop the segment rather than keep an empty file. The first segment
+            // stays, even empty, so that its base offset keeps bounding the log start.
+            fs::remove_file(&cleaned).map_err(|e| StorageError::io(&cleaned, e))?;
+            self.segments
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&base);
+            old.delete_files()?;
+            return Ok(true);
         }
         old.remove_indexes()?;
         fs::rename(&cleaned, old.log_path()).map_err(|e| StorageError::io(old.log_path(), e))?;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -34,6 +34,8 @@ impl Log {
         let index_interval = u64::from(config.index_interval_bytes);
         let bases = list_segments(dir)?;
 
+        // The marker vouches only for the close that wrote it: remove it (durably) before anything
+        // can be appended, so that a crash from now on is recovered by a scan.
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean = marker.exists();
         if clean {
@@ -48,6 +50,8 @@ impl Log {
         while let Some(&base) = iter.next() {
             let is_last = iter.peek().is_none();
             let opened = Segment::open(dir, base, clean || !is_last, index_interval)?;
+            // Segments must not overlap: a segment starting below its predecessor's end means the
+            // files do not belong together (e.g. a lost truncation); keep the consistent prefix.
             let prev_next = segments.values().next_back().map(|s| s.next_offset());
             if prev_next.is_some_and(|n| n > base) {
                 tracing::warn!(
@@ -59,6 +63,10 @@ impl Log {
                 break;
             }
             let damaged = opened.truncated_bytes > 0 && !is_last;
+            if opened.rebuilt && !is_last {
+                // Persist the rebuilt indexes so the next open trusts this closed segment.
+                opened.segment.write_indexes(false)?;
+            }
             let segment = Arc::new(opened.segment);
             segments.insert(base, segment);
             active_scan = opened.scanned;
@@ -74,6 +82,9 @@ impl Log {
             }
         }
 
+        // The log start is the checkpointed one (DeleteRecords may have moved it into the middle
+        // of a segment) or the first segment's base, whichever is larger: retention deletes a
+        // segment before the checkpoint says so, and a crash in between must not resurrect it.
         let mut log_start = checkpointed_start.unwrap_or(0);
         if let Some((&first, _)) = segments.iter().next() {
             log_start = log_start.max(first);
@@ -96,6 +107,9 @@ impl Log {
             write_log_start(dir, log_start)?;
         }
 
+        // The epoch checkpoint is written after the append that starts an epoch, so it may miss
+        // epochs of the recovered active segment (re-added from the scan) or hold epochs of a
+        // truncated tail (dropped).
         let mut epochs = EpochCache::load(dir)?;
         let mut changed = epochs.truncate_from_end(leo);
         changed |= epochs.truncate_from_start(log_start);
@@ -132,6 +146,8 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(leo),
             cleaner: Mutex::new(()),
+            truncations: AtomicU64::new(0),
+            background: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })
     }

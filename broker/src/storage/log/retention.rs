@@ -8,9 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::open::write_log_start;
-use super::{Log, RetentionOutcome, Writer, lock, now_ms};
+use super::{Log, Writer, lock, now_ms};
 use crate::storage::StorageError;
 use crate::storage::segment::Segment;
+
+/// What retention deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub deleted_segments: usize,
+    /// Bytes deleted.
+    pub deleted_bytes: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: i64,
+}
 
 impl Log {
     /// Retention by time (`retention.ms`) and size (`retention.bytes`), for logs whose
@@ -45,9 +56,14 @@ impl Log {
             if config.retention_ms >= 0 {
                 let by_time = segments
                     .iter()
-                    .take_while(|s| {
-                        s.size() > 0
-                            && now_ms.saturating_sub(s.largest_timestamp()) > config.retention_ms
+                    .enumerate()
+                    .take_while(|(i, s)| {
+                        let empty = s.size() == 0;
+                        let last = i + 1 == segments.len();
+                        (empty && !last)
+                            || (!empty
+                                && now_ms.saturating_sub(s.largest_timestamp())
+                                    > config.retention_ms)
                     })
                     .count();
                 count = count.max(by_time);
@@ -56,9 +72,11 @@ impl Log {
                 let mut excess = i128::from(total) - i128::from(config.retention_bytes);
                 let by_size = segments
                     .iter()
-                    .take_while(|s| {
+                    .enumerate()
+                    .take_while(|(i, s)| {
                         let size = i128::from(s.size());
-                        if s.size() > 0 && excess - size >= 0 {
+                        let empty_active = s.size() == 0 && i + 1 == segments.len();
+                        if !empty_active && excess - size >= 0 {
                             excess -= size;
                             true
                         } else {
@@ -186,6 +204,7 @@ impl Log {
         if offset >= leo {
             return Ok(());
         }
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         let offset = offset.max(0);
         let segments = self.segments_snapshot();
         if offset < self.log_start_offset() {

@@ -1,6 +1,7 @@
 //! Tests of appends, reads, rolls, truncation, retention, DeleteRecords and restarts.
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::TimestampType;
 use tempfile::TempDir;
 
 use super::*;
@@ -104,6 +105,19 @@ fn read_returns_whole_batches_within_max_bytes_but_at_least_one() {
     assert_eq!(r.records.len(), one * 3);
     let r = log.read(0, 1, i64::MAX).unwrap();
     assert_eq!(r.records.len(), one);
+    assert!(
+        log.read_bounded(0, one - 1, i64::MAX, false)
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    assert_eq!(
+        log.read_bounded(0, one, i64::MAX, false)
+            .unwrap()
+            .records
+            .len(),
+        one
+    );
     // An offset inside a batch returns that whole batch.
     let r = log.read(7, one, i64::MAX).unwrap();
     assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset(), 6);
@@ -185,6 +199,20 @@ fn segment_ms_rolls_by_record_timestamps() {
     assert_eq!(log.segment_count(), 1);
     log.append(&mut values_batch(1, 10, 11_001), 0).unwrap();
     assert_eq!(log.segment_count(), 2);
+    // After a restart the active segment still counts from its first batch.
+    log.append(&mut values_batch(1, 10, 11_500), 0).unwrap();
+    drop(log);
+    let log = open(
+        &dir,
+        LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        },
+    );
+    log.append(&mut values_batch(1, 10, 12_000), 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    log.append(&mut values_batch(1, 10, 12_002), 0).unwrap();
+    assert_eq!(log.segment_count(), 3);
 }
 
 #[test]
@@ -521,4 +549,69 @@ fn flush_policies_and_delete() {
     assert_eq!(log.config(), LogConfig::default());
     log.delete().unwrap();
     assert!(!path.exists());
+}
+
+#[test]
+fn a_damaged_index_entry_costs_a_scan_not_a_wrong_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir, small_config());
+    append_n(&log, 40, 1, 0);
+    let before = read_all(&log);
+    log.close().unwrap();
+    // Make the second entry of the first segment's index claim a smaller offset than its batch:
+    // still increasing, so it loads, but it points past the batches it claims to start.
+    let path = dir.path().join("00000000000000000000.index");
+    let mut data = std::fs::read(&path).unwrap();
+    assert!(data.len() >= 16, "index has {} bytes", data.len());
+    let first_rel = u32::from_be_bytes(data[0..4].try_into().unwrap());
+    data[8..12].copy_from_slice(&(first_rel + 1).to_be_bytes());
+    std::fs::write(&path, &data).unwrap();
+    let log = open(&dir, small_config());
+    for (base, last, _) in &before {
+        let r = log.read(*last, 1, i64::MAX).unwrap();
+        assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset(), *base);
+    }
+    log.truncate_to(before[3].0).unwrap();
+    assert_eq!(read_all(&log).len(), 3);
+}
+
+#[test]
+fn a_fetch_holding_a_segment_survives_its_deletion_by_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        &dir,
+        LogConfig {
+            retention_ms: 10,
+            ..small_config()
+        },
+    );
+    append_n(&log, 20, 2, 0);
+    append_n(&log, 5, 2, 1_000_000);
+    // A reader that found the first segment just before retention removed it.
+    let segment = log.floor_segment(0).unwrap();
+    assert!(log.apply_retention(1_000_000).unwrap().deleted_segments > 0);
+    assert!(!segment.log_path().exists());
+    let bytes = segment.read(0, 1 << 20, i64::MAX, true).unwrap().unwrap();
+    let first = BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(first.base_offset(), 0);
+    first.verify_crc().unwrap();
+}
+
+#[test]
+fn closed_segments_with_sound_indexes_are_not_scanned_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir, small_config());
+    append_n(&log, 40, 2, 0);
+    drop(log);
+    let opened = Segment::open(dir.path(), 0, true, 128).unwrap();
+    assert!(!opened.rebuilt);
+    // Only the batches after the last index entry were read.
+    let all = opened.segment.size();
+    let scanned: u64 = opened.scanned.iter().map(|m| m.size).sum();
+    assert!(scanned <= 128 + 200, "scanned {scanned} of {all}");
+    assert!(opened.segment.max_timestamp().is_some());
+    // Untrusted, the whole segment is scanned.
+    let opened = Segment::open(dir.path(), 0, false, 128).unwrap();
+    assert!(opened.rebuilt);
+    assert_eq!(opened.scanned.iter().map(|m| m.size).sum::<u64>(), all);
 }
