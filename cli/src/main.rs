@@ -4,6 +4,7 @@
 //! - `odradek dev`: a local broker with the demo topics, for trying things out without Kubernetes.
 //! - `odradek operator`: the Kubernetes operator (Broker, Topic and Processor controllers).
 //! - `odradek crdgen`: writes the CustomResourceDefinitions to `manifests/crds/`.
+//! - `odradek processor`: a stream processor running a built-in job.
 
 mod dev;
 
@@ -32,6 +33,8 @@ enum Command {
     Operator(odradek_operator::OperatorArgs),
     /// Write the CustomResourceDefinitions to manifests/crds/.
     Crdgen(odradek_operator::crdgen::CrdgenArgs),
+    /// Run a stream processor (a built-in job) against a cluster.
+    Processor(odradek_processor::ProcessorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dev(args) => dev::run(args, shutdown).await,
             Command::Operator(args) => odradek_operator::run(args, shutdown).await,
             Command::Crdgen(args) => odradek_operator::crdgen::run(&args),
+            Command::Processor(args) => odradek_processor::run(args, shutdown).await,
         }
     })
 }
