@@ -266,6 +266,17 @@ fn scenario(
     eventually("outputs equal to the ground truth", || {
         observed(&bootstrap) == truth(10_000)
     });
+    // The survivor reports lag for each of its partitions, drained to zero.
+    eventually("lag metrics drained to zero", || {
+        let body = common::http_get(p0.http, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        (0..PARTITIONS).all(|p| {
+            body.contains(&format!(
+                "odradek_processor_lag{{topic=\"{input_topic}\",partition=\"{p}\"}} 0"
+            ))
+        }) && p0.gauge("odradek_processor_lag_total") == 0
+    });
     p0.terminate();
 }
 

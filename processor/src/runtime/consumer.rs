@@ -42,6 +42,8 @@ struct WorkerEntry {
     stash: Vec<rdkafka::message::OwnedMessage>,
     ready: bool,
     paused: bool,
+    /// The input offset this partition's state is committed up to (restored or last commit).
+    position: Option<i64>,
 }
 
 struct PollState {
@@ -63,22 +65,26 @@ impl ClientContext for ProcessorContext {
         let Some(topic) = statistics.topics.get(input) else {
             return;
         };
+        // Lag = the partition's high watermark (from the client's statistics) minus the offset the
+        // state is committed up to, which the workers report; librdkafka's own `consumer_lag` depends
+        // on commits it has seen succeed and goes unknown across rebalances.
         let mut total = 0;
-        let assigned: Vec<i32> = self
+        let positions: Vec<(i32, Option<i64>)> = self
             .state
             .lock()
-            .map(|s| s.workers.keys().copied().collect())
+            .map(|s| s.workers.iter().map(|(p, e)| (*p, e.position)).collect())
             .unwrap_or_default();
-        for p in assigned {
-            if let Some(part) = topic.partitions.get(&p)
-                && part.consumer_lag >= 0
+        for (p, position) in positions {
+            if let (Some(part), Some(position)) = (topic.partitions.get(&p), position)
+                && part.hi_offset >= 0
             {
+                let lag = (part.hi_offset - position).max(0);
                 self.shared
                     .metrics
                     .lag
                     .get_or_create(&partition_labels(input, p))
-                    .set(part.consumer_lag);
-                total += part.consumer_lag;
+                    .set(lag);
+                total += lag;
             }
         }
         self.shared.metrics.lag_total.set(total);
@@ -155,6 +161,7 @@ impl ProcessorContext {
                 stash: Vec::new(),
                 ready: false,
                 paused: true,
+                position: None,
             },
         );
         if old.is_some() {
@@ -310,6 +317,7 @@ fn handle_control(
                 {
                     tracing::info!(partition, absorbed, "partition restored: consuming");
                     entry.ready = true;
+                    entry.position = Some(absorbed);
                     if entry.stash.is_empty() && entry.paused {
                         entry.paused = false;
                         if let Err(e) = consumer.resume(&partition_tpl(input, partition)) {
@@ -323,11 +331,10 @@ fn handle_control(
                 epoch,
                 offset,
             } => {
-                if state
-                    .workers
-                    .get(&partition)
-                    .is_some_and(|e| e.epoch == epoch)
+                if let Some(entry) = state.workers.get_mut(&partition)
+                    && entry.epoch == epoch
                 {
+                    entry.position = Some(offset);
                     let _ = commits.add_partition_offset(input, partition, Offset::Offset(offset));
                 }
             }
