@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod dev;
 mod fuzz;
 mod kcat;
 mod librdkafka;
