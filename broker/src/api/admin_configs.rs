@@ -227,15 +227,12 @@ pub(super) fn alter(
         .resources
         .into_iter()
         .map(|res| {
-            let name = res.resource_name.to_string();
-            let outcome = match res.resource_type {
-                TOPIC => (|| {
-                    let current = broker
-                        .metadata
-                        .read()
-                        .topic(&name)
-                        .map(|t| t.configs.clone())
-                        .ok_or_else(|| TopicError::Unknown(name.clone()))?;
+            let outcome = alter_resource(
+                broker,
+                res.resource_type,
+                &res.resource_name,
+                request.validate_only,
+                |current| {
                     let mut changes: BTreeMap<String, Option<String>> =
                         current.keys().map(|k| (k.clone(), None)).collect();
                     for c in res.configs {
@@ -247,26 +244,57 @@ pub(super) fn alter(
                         })?;
                         changes.insert(c.name.to_string(), Some(value.to_string()));
                     }
-                    broker.alter_topic_configs(&name, changes, request.validate_only)
-                })(),
-                BROKER => Err(TopicError::InvalidRequest(
-                    "broker configs are set by flags and cannot be altered".into(),
-                )),
-                other => Err(TopicError::InvalidRequest(format!(
-                    "resource type {other} is not supported"
-                ))),
-            };
-            let mut r = alter_configs_response::AlterConfigsResourceResponse::default()
+                    Ok(changes)
+                },
+            );
+            let (error_code, error_message) = error_fields(outcome);
+            alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name);
-            if let Err(e) = outcome {
-                r.error_code = e.code();
-                r.error_message = message(e.to_string());
-            }
-            r
+                .with_resource_name(res.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Applies the changes `changes_of` computes from a topic's current configs; other resource types
+/// are refused (broker configs are flags).
+fn alter_resource(
+    broker: &Broker,
+    resource_type: i8,
+    name: &StrBytes,
+    validate_only: bool,
+    changes_of: impl FnOnce(
+        &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, Option<String>>, TopicError>,
+) -> Result<(), TopicError> {
+    match resource_type {
+        TOPIC => {
+            let name = name.to_string();
+            let current = broker
+                .metadata
+                .read()
+                .topic(&name)
+                .map(|t| t.configs.clone())
+                .ok_or_else(|| TopicError::Unknown(name.clone()))?;
+            let changes = changes_of(&current)?;
+            broker.alter_topic_configs(&name, changes, validate_only)
+        }
+        BROKER => Err(TopicError::InvalidRequest(
+            "broker configs are set by flags and cannot be altered".into(),
+        )),
+        other => Err(TopicError::InvalidRequest(format!(
+            "resource type {other} is not supported"
+        ))),
+    }
+}
+
+fn error_fields(outcome: Result<(), TopicError>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(e) => (e.code(), message(e.to_string())),
+    }
 }
 
 const SET: i8 = 0;
@@ -283,15 +311,12 @@ pub(super) fn incremental_alter(
         .resources
         .into_iter()
         .map(|res| {
-            let name = res.resource_name.to_string();
-            let outcome = match res.resource_type {
-                TOPIC => (|| {
-                    let current = broker
-                        .metadata
-                        .read()
-                        .topic(&name)
-                        .map(|t| t.configs.clone())
-                        .ok_or_else(|| TopicError::Unknown(name.clone()))?;
+            let outcome = alter_resource(
+                broker,
+                res.resource_type,
+                &res.resource_name,
+                request.validate_only,
+                |current| {
                     let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
                     for c in res.configs {
                         let key = c.name.to_string();
@@ -350,23 +375,15 @@ pub(super) fn incremental_alter(
                         };
                         changes.insert(key, change);
                     }
-                    broker.alter_topic_configs(&name, changes, request.validate_only)
-                })(),
-                BROKER => Err(TopicError::InvalidRequest(
-                    "broker configs are set by flags and cannot be altered".into(),
-                )),
-                other => Err(TopicError::InvalidRequest(format!(
-                    "resource type {other} is not supported"
-                ))),
-            };
-            let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    Ok(changes)
+                },
+            );
+            let (error_code, error_message) = error_fields(outcome);
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name);
-            if let Err(e) = outcome {
-                r.error_code = e.code();
-                r.error_message = message(e.to_string());
-            }
-            r
+                .with_resource_name(res.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)

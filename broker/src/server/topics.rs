@@ -114,19 +114,7 @@ impl Broker {
         let topic = TopicInfo {
             name: spec.name.clone(),
             id: Uuid::new_v4(),
-            partitions: (0..partitions)
-                .map(|i| {
-                    let replicas: Vec<i32> = (0..rf as usize)
-                        .map(|r| brokers[(i as usize + r) % brokers.len()])
-                        .collect();
-                    PartitionInfo {
-                        index: i,
-                        leader: replicas[0],
-                        replicas,
-                        leader_epoch: 0,
-                    }
-                })
-                .collect(),
+            partitions: place(&brokers, 0..partitions, rf as usize),
             configs: spec.configs,
         };
         self.commit_topic(topic, &log_config, validate_only)
@@ -276,19 +264,7 @@ impl Broker {
         }
         let brokers: Vec<i32> = self.metadata.read().brokers.keys().copied().collect();
         let rf = topic.replication_factor().max(1);
-        let new: Vec<PartitionInfo> = (current..count)
-            .map(|i| {
-                let replicas: Vec<i32> = (0..rf)
-                    .map(|r| brokers[(i as usize + r) % brokers.len()])
-                    .collect();
-                PartitionInfo {
-                    index: i,
-                    leader: replicas[0],
-                    replicas,
-                    leader_epoch: 0,
-                }
-            })
-            .collect();
+        let new = place(&brokers, current..count, rf);
         if validate_only {
             return Ok(());
         }
@@ -348,6 +324,28 @@ impl Broker {
         self.replicas.update_topic_config(name, &log_config);
         Ok(())
     }
+}
+
+/// Round-robin placement of partitions `indexes` on `brokers`, `rf` replicas each, the first one
+/// leading. Balanced moves across brokers are the operator's planner's job; this is the initial layout.
+fn place(brokers: &[i32], indexes: std::ops::Range<i32>, rf: usize) -> Vec<PartitionInfo> {
+    indexes
+        .map(|i| {
+            let replicas: Vec<i32> = (0..rf)
+                .filter_map(|r| {
+                    brokers
+                        .get((i as usize + r) % brokers.len().max(1))
+                        .copied()
+                })
+                .collect();
+            PartitionInfo {
+                index: i,
+                leader: replicas.first().copied().unwrap_or(-1),
+                replicas,
+                leader_epoch: 0,
+            }
+        })
+        .collect()
 }
 
 /// Whether partitions exist, for the group coordinator. Holds the broker weakly: the broker owns
