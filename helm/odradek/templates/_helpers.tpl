@@ -75,7 +75,10 @@ Children are written with server-side apply (patch; create when absent).
 */}}
 {{- define "odradek.watchedRules" -}}
 - apiGroups: ["odradek.dev"]
-  resources: ["brokers", "topics", "processors"]
+  resources: ["brokers", "processors"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["odradek.dev"]
+  resources: ["topics"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["odradek.dev"]
   resources: ["brokers/status", "topics/status", "processors/status"]
@@ -89,9 +92,6 @@ Children are written with server-side apply (patch; create when absent).
 - apiGroups: [""]
   resources: ["services", "configmaps"]
   verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]
@@ -104,5 +104,5 @@ Children are written with server-side apply (patch; create when absent).
 {{- define "odradek.operatorNamespaceRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
