@@ -53,6 +53,21 @@ pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Outc
         tracing::warn!(api_key = key, "unknown api key; closing the connection");
         return Outcome::Close(format!("unknown api key {key}"));
     };
+    if api_key == ApiKey::ApiVersions && supported_versions(api_key).is_some_and(|r| version > r.1)
+    {
+        // KIP-511: a version from the future is answered at v0, so that any client can read the error
+        // and our table. Only the correlation id is needed; the rest of a newer header may not parse.
+        let correlation_id = frame
+            .get(4..8)
+            .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let header = RequestHeader::default().with_correlation_id(correlation_id);
+        return respond(
+            &header,
+            api_key,
+            0,
+            &api_versions::unsupported_version_response(),
+        );
+    }
     let header = match RequestHeader::decode(&mut frame, api_key.request_header_version(version)) {
         Ok(h) => h,
         Err(e) => {
@@ -68,11 +83,6 @@ pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Outc
         return Outcome::Close(format!("api {api_key:?} is not served"));
     };
     if version < range.0 || version > range.1 {
-        if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer at v0 so that any client can read the error and our table.
-            let response = api_versions::unsupported_version_response();
-            return respond(&header, api_key, 0, &response);
-        }
         tracing::warn!(
             ?api_key,
             version,

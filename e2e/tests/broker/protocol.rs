@@ -137,7 +137,8 @@ fn api_versions_lists_every_served_api_and_answers_unknown_versions_at_v0() {
     raw.put_i16(77);
     raw.put_i32(42);
     raw.put_i16(-1);
-    raw.put_u8(0); // no tagged fields: a flexible header, as a client of a newer version sends
+    // No tagged-field byte: whatever a future header looks like, the answer needs only the
+    // correlation id.
     wire.send_raw(&raw).unwrap();
     let mut frame = wire.read_frame().unwrap();
     use kafka_protocol::protocol::Decodable;
