@@ -106,6 +106,13 @@ impl Segment {
         if from > len {
             return Ok(None);
         }
+        // Every offset index entry is written together with a time index entry carrying the
+        // segment's largest timestamp so far (when it has one). An empty time index beside a
+        // non-empty offset index therefore lost its entries, and retention and ListOffsets would
+        // trust a stale largest timestamp: rebuild both from the log instead.
+        if expect_offset.is_some() && time_index.last_entry().is_none() {
+            return Ok(None);
+        }
         let mut tail = Vec::new();
         let mut first_ok = true;
         let end = scan_batches(&self.file, &self.log_path, from, len, true, |h, pos| {
