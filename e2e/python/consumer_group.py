@@ -16,6 +16,7 @@ import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.errors import CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError
 
 DEADLINE_S = 60
 
@@ -64,6 +65,18 @@ class Member(threading.Thread):
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.error = None
+        self.failed_commits = 0
+        self.dirty = False
+
+    def commit(self):
+        """Commits what was polled. A commit racing a rebalance is refused by the coordinator
+        (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION): as any consumer does, carry on and commit
+        again after rejoining."""
+        try:
+            self.consumer.commit()
+        except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError):
+            self.failed_commits += 1
+            self.dirty = True
 
     def run(self):
         try:
@@ -73,8 +86,10 @@ class Member(threading.Thread):
                     self.assignment = {tp.partition for tp in self.consumer.assignment()}
                     for tp, records in batch.items():
                         self.seen.extend((tp.partition, r.offset, r.value) for r in records)
-                if batch:
-                    self.consumer.commit()
+                if batch or self.dirty:
+                    self.dirty = False
+                    self.commit()
+            self.commit()
         except Exception as e:  # reported by the main thread
             self.error = e
         finally:
@@ -96,6 +111,9 @@ def rebalance(bootstrap):
     everything = set(range(partitions))
 
     def covers(members, each):
+        for m in (a, b):
+            if m.error:
+                raise SystemExit(f"member {m.name} failed: {m.error!r}")
         ps = [m.parts() for m in members]
         union = set().union(*ps)
         disjoint = sum(len(p) for p in ps) == len(union)

@@ -4,6 +4,19 @@ use std::process::Command;
 
 use crate::common::{BrokerProcess, run_ok};
 
+/// Runs a scenario; on failure, panics with the scenario's output and the broker's log.
+fn run_with_log(broker: &BrokerProcess, cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\nstdout:\n{stdout}\nstderr:\n{}\nbroker log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        broker.log()
+    );
+    stdout
+}
+
 /// The interpreter with kafka-python: `ODRADEK_PYTHON`, else the venv `.ci/run` makes, else `python3`.
 fn python() -> Command {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -28,7 +41,7 @@ fn python() -> Command {
 #[test]
 fn a_group_of_three_rebalances_as_members_join_and_leave() {
     let broker = BrokerProcess::start(&[]);
-    let out = run_ok(python().args(["rebalance", &broker.bootstrap()]));
+    let out = run_with_log(&broker, python().args(["rebalance", &broker.bootstrap()]));
     assert!(out.contains("\"ok\": true"), "{out}");
 }
 
