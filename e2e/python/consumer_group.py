@@ -81,7 +81,9 @@ class Member(threading.Thread):
     def run(self):
         try:
             while not self.stop.is_set():
-                batch = self.consumer.poll(timeout_ms=100)
+                # Long enough for a rejoin to finish inside one poll: kafka-python 3.0 can spin on
+                # short polls while its join is in flight, starving its own session.
+                batch = self.consumer.poll(timeout_ms=1000)
                 with self.lock:
                     self.assignment = {tp.partition for tp in self.consumer.assignment()}
                     for tp, records in batch.items():
