@@ -87,7 +87,10 @@ impl BrokerProcess {
             .arg("--group-initial-rebalance-delay-ms")
             .arg("0")
             .args(&self.extra)
-            .env("ODRADEK_LOG", std::env::var("ODRADEK_TEST_BROKER_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "ODRADEK_LOG",
+                std::env::var("ODRADEK_TEST_BROKER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
