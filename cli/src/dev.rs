@@ -41,7 +41,7 @@ pub(crate) struct DevArgs {
 
 pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = BrokerConfig::local(args.data_dir.clone(), args.listen, args.http);
-    let broker = Broker::open(config)?;
+    let broker = Broker::open(config).await?;
     for (name, partitions) in DEMO_TOPICS {
         let spec = TopicSpec {
             name: (*name).to_owned(),
@@ -50,7 +50,7 @@ pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::R
             configs: Default::default(),
             assignments: None,
         };
-        match broker.create_topic(spec, false) {
+        match broker.create_topic(spec, false).await {
             Ok(_) | Err(TopicError::AlreadyExists(_)) => {}
             Err(e) => return Err(e.into()),
         }

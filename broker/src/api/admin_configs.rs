@@ -218,15 +218,14 @@ fn describe_entry(
 }
 
 /// The legacy AlterConfigs: the given set replaces every config of the topic.
-pub(super) fn alter(
+pub(super) async fn alter(
     broker: &Broker,
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|res| {
+    let mut responses = Vec::new();
+    for res in request.resources {
+        {
             let outcome = alter_resource(
                 broker,
                 res.resource_type,
@@ -246,21 +245,24 @@ pub(super) fn alter(
                     }
                     Ok(changes)
                 },
-            );
+            )
+            .await;
             let (error_code, error_message) = error_fields(outcome);
-            alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name)
-                .with_error_code(error_code)
-                .with_error_message(error_message)
-        })
-        .collect();
+            responses.push(
+                alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name)
+                    .with_error_code(error_code)
+                    .with_error_message(error_message),
+            );
+        }
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// Applies the changes `changes_of` computes from a topic's current configs; other resource types
 /// are refused (broker configs are flags).
-fn alter_resource(
+async fn alter_resource(
     broker: &Broker,
     resource_type: i8,
     name: &StrBytes,
@@ -279,7 +281,9 @@ fn alter_resource(
                 .map(|t| t.configs.clone())
                 .ok_or_else(|| TopicError::Unknown(name.clone()))?;
             let changes = changes_of(&current)?;
-            broker.alter_topic_configs(&name, changes, validate_only)
+            broker
+                .alter_topic_configs(&name, changes, validate_only)
+                .await
         }
         BROKER => Err(TopicError::InvalidRequest(
             "broker configs are set by flags and cannot be altered".into(),
@@ -302,15 +306,14 @@ const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-pub(super) fn incremental_alter(
+pub(super) async fn incremental_alter(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|res| {
+    let mut responses = Vec::new();
+    for res in request.resources {
+        {
             let outcome = alter_resource(
                 broker,
                 res.resource_type,
@@ -377,14 +380,17 @@ pub(super) fn incremental_alter(
                     }
                     Ok(changes)
                 },
-            );
+            )
+            .await;
             let (error_code, error_message) = error_fields(outcome);
-            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name)
-                .with_error_code(error_code)
-                .with_error_message(error_message)
-        })
-        .collect();
+            responses.push(
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name)
+                    .with_error_code(error_code)
+                    .with_error_message(error_message),
+            );
+        }
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

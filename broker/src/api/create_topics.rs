@@ -14,7 +14,7 @@ use super::admin_configs::config_entries;
 use super::message;
 use crate::server::{Broker, TopicError, TopicSpec};
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     request: CreateTopicsRequest,
     version: i16,
@@ -23,10 +23,9 @@ pub(super) fn handle(
     for t in &request.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut topics = Vec::new();
+    for t in request.topics {
+        {
             let name = t.name.0.to_string();
             let mut result = CreatableTopicResult::default().with_name(t.name.clone());
             let outcome = if seen.get(&name).copied().unwrap_or(0) > 1 {
@@ -34,7 +33,10 @@ pub(super) fn handle(
                     "topic '{name}' is named more than once in the request"
                 )))
             } else {
-                spec_of(&name, t).and_then(|spec| broker.create_topic(spec, request.validate_only))
+                match spec_of(&name, t) {
+                    Ok(spec) => broker.create_topic(spec, request.validate_only).await,
+                    Err(e) => Err(e),
+                }
             };
             match outcome {
                 Ok(topic) => {
@@ -75,9 +77,9 @@ pub(super) fn handle(
                     }
                 }
             }
-            result
-        })
-        .collect();
+            topics.push(result);
+        }
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 

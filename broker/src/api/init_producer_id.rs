@@ -7,7 +7,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::server::Broker;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     request: &InitProducerIdRequest,
     version: i16,
@@ -38,7 +38,7 @@ pub(super) fn handle(
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match broker.allocate_producer_id() {
+    match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

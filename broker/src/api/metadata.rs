@@ -12,7 +12,11 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::TopicInfo;
 use crate::server::{Broker, OFFSETS_TOPIC, TopicSpec};
 
-pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     // v0 has no null: an empty list means every topic. From v1 on, empty means none.
     let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
         None => None,
@@ -34,7 +38,7 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
         }
         Some(list) => {
             for (name, id) in list {
-                topics.push(lookup(broker, name, id, allow_auto, version));
+                topics.push(lookup(broker, name, id, allow_auto, version).await);
             }
         }
     }
@@ -66,7 +70,7 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
     response
 }
 
-fn lookup(
+async fn lookup(
     broker: &Broker,
     name: Option<String>,
     id: uuid::Uuid,
@@ -102,7 +106,7 @@ fn lookup(
         configs: Default::default(),
         assignments: None,
     };
-    match broker.create_topic(spec, false) {
+    match broker.create_topic(spec, false).await {
         // Kafka answers LEADER_NOT_AVAILABLE while a new topic's leaders are elected; ours are immediate.
         Ok(t) => topic_response(&t, version),
         Err(crate::server::TopicError::AlreadyExists(_)) => {

@@ -129,7 +129,7 @@ async fn dispatch(
     let v = ctx.version;
     match request {
         RequestKind::ApiVersions(r) => respond(header, key, v, &api_versions::handle(&r, v)),
-        RequestKind::Metadata(r) => respond(header, key, v, &metadata::handle(broker, r, v)),
+        RequestKind::Metadata(r) => respond(header, key, v, &metadata::handle(broker, r, v).await),
         RequestKind::Produce(r) => match produce::handle(broker, r, v).await {
             Some(resp) => respond(header, key, v, &resp),
             None => Outcome::NoResponse,
@@ -137,25 +137,28 @@ async fn dispatch(
         RequestKind::Fetch(r) => respond(header, key, v, &fetch::handle(broker, r, v).await),
         RequestKind::ListOffsets(r) => respond(header, key, v, &list_offsets::handle(broker, r, v)),
         RequestKind::CreateTopics(r) => {
-            respond(header, key, v, &create_topics::handle(broker, r, v))
+            respond(header, key, v, &create_topics::handle(broker, r, v).await)
         }
         RequestKind::DeleteTopics(r) => {
             respond(header, key, v, &delete_topics::handle(broker, r, v).await)
         }
-        RequestKind::CreatePartitions(r) => {
-            respond(header, key, v, &create_partitions::handle(broker, r, v))
-        }
+        RequestKind::CreatePartitions(r) => respond(
+            header,
+            key,
+            v,
+            &create_partitions::handle(broker, r, v).await,
+        ),
         RequestKind::DescribeConfigs(r) => {
             respond(header, key, v, &admin_configs::describe(broker, r, v))
         }
         RequestKind::AlterConfigs(r) => {
-            respond(header, key, v, &admin_configs::alter(broker, r, v))
+            respond(header, key, v, &admin_configs::alter(broker, r, v).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => respond(
             header,
             key,
             v,
-            &admin_configs::incremental_alter(broker, r, v),
+            &admin_configs::incremental_alter(broker, r, v).await,
         ),
         RequestKind::DeleteRecords(r) => {
             respond(header, key, v, &delete_records::handle(broker, r, v))
@@ -166,9 +169,12 @@ async fn dispatch(
         RequestKind::FindCoordinator(r) => {
             respond(header, key, v, &find_coordinator::handle(broker, r, v))
         }
-        RequestKind::InitProducerId(r) => {
-            respond(header, key, v, &init_producer_id::handle(broker, &r, v))
-        }
+        RequestKind::InitProducerId(r) => respond(
+            header,
+            key,
+            v,
+            &init_producer_id::handle(broker, &r, v).await,
+        ),
         RequestKind::JoinGroup(r) => respond(
             header,
             key,

@@ -12,11 +12,12 @@ use super::{Outcome, SUPPORTED, handle};
 use crate::config::BrokerConfig;
 use crate::server::Broker;
 
-fn broker() -> (std::sync::Arc<Broker>, tempfile::TempDir) {
+async fn broker() -> (std::sync::Arc<Broker>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let any: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let broker =
-        Broker::open(BrokerConfig::local(dir.path().join("data"), any, any)).expect("open");
+    let broker = Broker::open(BrokerConfig::local(dir.path().join("data"), any, any))
+        .await
+        .expect("open");
     (broker, dir)
 }
 
@@ -40,7 +41,7 @@ fn peer() -> SocketAddr {
 
 #[tokio::test]
 async fn a_valid_request_is_answered_with_its_correlation_id() {
-    let (broker, _dir) = broker();
+    let (broker, _dir) = broker().await;
     match handle(&broker, frame(&ApiVersionsRequest::default(), 3), peer()).await {
         Outcome::Respond(r) => assert_eq!(&r[4..8], &1i32.to_be_bytes()),
         other => panic!("{other:?}"),
@@ -49,7 +50,7 @@ async fn a_valid_request_is_answered_with_its_correlation_id() {
 
 #[tokio::test]
 async fn a_truncated_body_closes_instead_of_panicking() {
-    let (broker, _dir) = broker();
+    let (broker, _dir) = broker().await;
     let full = frame(&MetadataRequest::default().with_topics(None), 12);
     for len in 0..full.len() {
         let out = handle(&broker, full.slice(..len), peer()).await;
@@ -67,7 +68,7 @@ fn random_bodies_never_panic() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (broker, _dir) = rt.block_on(async { broker() });
+    let (broker, _dir) = rt.block_on(broker());
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 3000,
         failure_persistence: None,

@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
+use tokio::sync::watch;
+
 use super::state::{ClusterState, MetadataRecord};
 
 const JOURNAL: &str = "metadata.log";
@@ -41,6 +43,8 @@ pub struct MetadataStore {
     /// Held only while writing one change; never across `.await`.
     journal: Mutex<File>,
     state: RwLock<ClusterState>,
+    /// Counts applied changes; watchers wake on every change.
+    changes: watch::Sender<u64>,
 }
 
 impl MetadataStore {
@@ -85,6 +89,7 @@ impl MetadataStore {
             cluster_id,
             journal: Mutex::new(journal),
             state: RwLock::new(state),
+            changes: watch::channel(0).0,
         })
     }
 
@@ -103,9 +108,18 @@ impl MetadataStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Wakes on every applied change; the value counts changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Makes `records` durable, then applies them. Either all are written or the call fails
     /// and nothing is applied.
-    pub fn commit(&self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
+    pub async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), MetadataError> {
+        self.commit_local(&records)
+    }
+
+    fn commit_local(&self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
         let mut buf = Vec::new();
         for r in records {
             serde_json::to_writer(&mut buf, r)?;
@@ -125,20 +139,24 @@ impl MetadataStore {
         for r in records {
             state.apply(r);
         }
+        drop(state);
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
     }
 
     /// Hands out one producer id, reserving them in blocks so that the journal sees one record per block.
-    pub fn allocate_producer_id(&self, cache: &Mutex<(i64, i64)>) -> Result<i64, MetadataError> {
+    pub async fn allocate_producer_id(
+        &self,
+        cache: &tokio::sync::Mutex<(i64, i64)>,
+    ) -> Result<i64, MetadataError> {
         const BLOCK: i64 = 1000;
-        let mut c = cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = cache.lock().await;
         if c.0 >= c.1 {
             let start = self.read().next_producer_id;
-            self.commit(&[MetadataRecord::AllocateProducerIds {
+            self.commit(vec![MetadataRecord::AllocateProducerIds {
                 next: start + BLOCK,
-            }])?;
+            }])
+            .await?;
             *c = (start, start + BLOCK);
         }
         let id = c.0;
@@ -193,6 +211,12 @@ fn snapshot_records(state: &ClusterState) -> Vec<MetadataRecord> {
             .cloned()
             .map(MetadataRecord::CreateTopic),
     );
+    out.extend(
+        state
+            .fenced
+            .iter()
+            .map(|&id| MetadataRecord::FenceBroker { id }),
+    );
     out.push(MetadataRecord::AllocateProducerIds {
         next: state.next_producer_id,
     });
@@ -242,16 +266,18 @@ mod tests {
     use super::*;
     use crate::cluster::{PartitionInfo, TopicInfo};
 
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
     fn create(name: &str) -> MetadataRecord {
         MetadataRecord::CreateTopic(TopicInfo {
             name: name.into(),
             id: uuid::Uuid::new_v4(),
-            partitions: vec![PartitionInfo {
-                index: 0,
-                replicas: vec![0],
-                leader: 0,
-                leader_epoch: 0,
-            }],
+            partitions: vec![PartitionInfo::new(0, vec![0])],
             configs: Default::default(),
         })
     }
@@ -261,9 +287,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = {
             let s = MetadataStore::open(dir.path()).unwrap();
-            s.commit(&[create("a"), create("b")]).unwrap();
-            s.commit(&[MetadataRecord::DeleteTopic { name: "a".into() }])
-                .unwrap();
+            block_on(s.commit(vec![create("a"), create("b")])).unwrap();
+            block_on(s.commit(vec![MetadataRecord::DeleteTopic { name: "a".into() }])).unwrap();
             s.cluster_id().to_owned()
         };
         let s = MetadataStore::open(dir.path()).unwrap();
@@ -278,7 +303,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = MetadataStore::open(dir.path()).unwrap();
-            s.commit(&[create("a")]).unwrap();
+            block_on(s.commit(vec![create("a")])).unwrap();
         }
         let path = dir.path().join(JOURNAL);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -287,7 +312,7 @@ mod tests {
         {
             let s = MetadataStore::open(dir.path()).unwrap();
             assert!(s.read().topic("a").is_some());
-            s.commit(&[create("c")]).unwrap();
+            block_on(s.commit(vec![create("c")])).unwrap();
         }
         let s = MetadataStore::open(dir.path()).unwrap();
         assert!(s.read().topic("a").is_some());
@@ -300,15 +325,15 @@ mod tests {
         {
             let s = MetadataStore::open(dir.path()).unwrap();
             for i in 0..1500 {
-                s.commit(&[
+                block_on(s.commit(vec![
                     create(&format!("t{i}")),
                     MetadataRecord::DeleteTopic {
                         name: format!("t{i}"),
                     },
-                ])
+                ]))
                 .unwrap();
             }
-            s.commit(&[create("kept")]).unwrap();
+            block_on(s.commit(vec![create("kept")])).unwrap();
         }
         let s = MetadataStore::open(dir.path()).unwrap();
         assert_eq!(s.read().topics.len(), 1);
@@ -324,14 +349,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first: Vec<i64> = {
             let s = MetadataStore::open(dir.path()).unwrap();
-            let cache = Mutex::new((0, 0));
+            let cache = tokio::sync::Mutex::new((0, 0));
             (0..3)
-                .map(|_| s.allocate_producer_id(&cache).unwrap())
+                .map(|_| block_on(s.allocate_producer_id(&cache)).unwrap())
                 .collect()
         };
         let s = MetadataStore::open(dir.path()).unwrap();
-        let cache = Mutex::new((0, 0));
-        let next = s.allocate_producer_id(&cache).unwrap();
+        let cache = tokio::sync::Mutex::new((0, 0));
+        let next = block_on(s.allocate_producer_id(&cache)).unwrap();
         assert!(first.iter().all(|&p| p < next), "{first:?} then {next}");
     }
 }

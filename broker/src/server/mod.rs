@@ -4,8 +4,8 @@
 mod offsets_log;
 mod topics;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -25,23 +25,36 @@ use crate::partition::ReplicaManager;
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
-    pub metadata: MetadataStore,
+    /// Shared with the other brokers of an in-process test cluster; otherwise this broker's own.
+    pub metadata: Arc<MetadataStore>,
     pub replicas: ReplicaManager,
     pub groups: GroupCoordinator,
     pub metrics: Metrics,
     /// Block of producer ids handed out by InitProducerId: `(next, end)`.
-    producer_ids: Mutex<(i64, i64)>,
-    /// Serialises topic creation, deletion and config changes (check, then commit). Never held across `.await`.
-    admin: Mutex<()>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Serialises topic creation, deletion and config changes (check, then commit).
+    admin: tokio::sync::Mutex<()>,
     ready: AtomicBool,
 }
 
 impl Broker {
     /// Opens the data directory: metadata, every hosted partition, the coordinator's state.
-    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn open(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let metadata = MetadataStore::open(&config.data_dir.join("__cluster_metadata"))?;
+        let metadata = Arc::new(MetadataStore::open(
+            &config.data_dir.join("__cluster_metadata"),
+        )?);
+        Self::open_with_metadata(config, metadata).await
+    }
+
+    /// [`Broker::open`] with a metadata store the caller opened (shared by in-process test clusters).
+    pub async fn open_with_metadata(
+        config: BrokerConfig,
+        metadata: Arc<MetadataStore>,
+    ) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let me = BrokerInfo {
             id: config.node_id,
             host: config.advertised_host.clone(),
@@ -49,7 +62,9 @@ impl Broker {
             rack: config.rack.clone(),
         };
         if metadata.read().brokers.get(&me.id) != Some(&me) {
-            metadata.commit(&[MetadataRecord::RegisterBroker(me)])?;
+            metadata
+                .commit(vec![MetadataRecord::RegisterBroker(me)])
+                .await?;
         }
         let replicas = ReplicaManager::new(config.data_dir.clone(), config.topic_defaults.clone());
         let topics: Vec<_> = metadata.read().topics.values().cloned().collect();
@@ -63,7 +78,7 @@ impl Broker {
                     .with_context(|| format!("opening {}-{}", topic.name, p.index))?;
             }
         }
-        let offsets = offsets_log::open(&metadata, &replicas, config.node_id)?;
+        let offsets = offsets_log::open(&metadata, &replicas, config.node_id).await?;
         let group_config = GroupConfig {
             group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             ..GroupConfig::default()
@@ -76,8 +91,8 @@ impl Broker {
             replicas,
             groups,
             metrics: Metrics::default(),
-            producer_ids: Mutex::new((0, 0)),
-            admin: Mutex::new(()),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            admin: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
         });
         lookup.set(&broker);
@@ -85,8 +100,11 @@ impl Broker {
     }
 
     /// Hands out a producer id (InitProducerId).
-    pub fn allocate_producer_id(&self) -> anyhow::Result<i64> {
-        Ok(self.metadata.allocate_producer_id(&self.producer_ids)?)
+    pub async fn allocate_producer_id(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .metadata
+            .allocate_producer_id(&self.producer_ids)
+            .await?)
     }
 
     /// True once the listener is bound and every partition is open.
@@ -161,6 +179,6 @@ impl Broker {
 /// `odradek broker`: runs until `shutdown`.
 pub async fn run(args: BrokerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let broker = Broker::open(config)?;
+    let broker = Broker::open(config).await?;
     broker.serve(shutdown).await
 }

@@ -17,7 +17,7 @@ use crate::partition::{Partition, ProducerBatch, ReplicaManager};
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Creates the internal topic if absent and returns its log for the coordinator.
-pub(super) fn open(
+pub(super) async fn open(
     metadata: &MetadataStore,
     replicas: &ReplicaManager,
     node_id: i32,
@@ -34,15 +34,12 @@ pub(super) fn open(
             let t = TopicInfo {
                 name: OFFSETS_TOPIC.to_owned(),
                 id: Uuid::new_v4(),
-                partitions: vec![PartitionInfo {
-                    index: 0,
-                    replicas: vec![node_id],
-                    leader: node_id,
-                    leader_epoch: 0,
-                }],
+                partitions: vec![PartitionInfo::new(0, vec![node_id])],
                 configs,
             };
-            metadata.commit(&[MetadataRecord::CreateTopic(t.clone())])?;
+            metadata
+                .commit(vec![MetadataRecord::CreateTopic(t.clone())])
+                .await?;
             t
         }
     };

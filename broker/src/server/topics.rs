@@ -68,14 +68,16 @@ fn internal(e: impl std::fmt::Display) -> TopicError {
 
 impl Broker {
     /// Validates and (unless `validate_only`) creates a topic.
-    pub fn create_topic(
+    pub async fn create_topic(
         &self,
         spec: TopicSpec,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
         validate_topic_name(&spec.name).map_err(TopicError::InvalidName)?;
         if let Some(assignments) = &spec.assignments {
-            return self.create_topic_assigned(&spec, assignments.clone(), validate_only);
+            return self
+                .create_topic_assigned(&spec, assignments.clone(), validate_only)
+                .await;
         }
         let partitions = if spec.partitions == -1 {
             self.config.default_partitions
@@ -117,10 +119,10 @@ impl Broker {
             partitions: place(&brokers, 0..partitions, rf as usize),
             configs: spec.configs,
         };
-        self.commit_topic(topic, &log_config, validate_only)
+        self.commit_topic(topic, &log_config, validate_only).await
     }
 
-    fn create_topic_assigned(
+    async fn create_topic_assigned(
         &self,
         spec: &TopicSpec,
         assignments: Vec<Vec<i32>>,
@@ -169,28 +171,20 @@ impl Broker {
             partitions: assignments
                 .into_iter()
                 .enumerate()
-                .map(|(i, replicas)| PartitionInfo {
-                    index: i as i32,
-                    leader: replicas[0],
-                    replicas,
-                    leader_epoch: 0,
-                })
+                .map(|(i, replicas)| PartitionInfo::new(i as i32, replicas))
                 .collect(),
             configs: spec.configs.clone(),
         };
-        self.commit_topic(topic, &log_config, validate_only)
+        self.commit_topic(topic, &log_config, validate_only).await
     }
 
-    fn commit_topic(
+    async fn commit_topic(
         &self,
         topic: TopicInfo,
         log_config: &crate::storage::LogConfig,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
-        let _admin = self
-            .admin
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _admin = self.admin.lock().await;
         if self.metadata.read().topic(&topic.name).is_some() {
             return Err(TopicError::AlreadyExists(topic.name));
         }
@@ -198,7 +192,8 @@ impl Broker {
             return Ok(topic);
         }
         self.metadata
-            .commit(&[MetadataRecord::CreateTopic(topic.clone())])
+            .commit(vec![MetadataRecord::CreateTopic(topic.clone())])
+            .await
             .map_err(internal)?;
         for p in &topic.partitions {
             self.replicas
@@ -212,10 +207,7 @@ impl Broker {
     /// Deletes a topic, its partitions' files and its committed offsets.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
         let id = {
-            let _admin = self
-                .admin
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _admin = self.admin.lock().await;
             let Some(topic) = self.metadata.read().topic(name).cloned() else {
                 return Err(TopicError::Unknown(name.to_owned()));
             };
@@ -225,9 +217,10 @@ impl Broker {
                 )));
             }
             self.metadata
-                .commit(&[MetadataRecord::DeleteTopic {
+                .commit(vec![MetadataRecord::DeleteTopic {
                     name: name.to_owned(),
                 }])
+                .await
                 .map_err(internal)?;
             self.replicas.remove_topic(name).map_err(internal)?;
             topic.id
@@ -238,16 +231,13 @@ impl Broker {
     }
 
     /// Raises a topic's partition count to `count`.
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let _admin = self
-            .admin
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _admin = self.admin.lock().await;
         let Some(topic) = self.metadata.read().topic(name).cloned() else {
             return Err(TopicError::Unknown(name.to_owned()));
         };
@@ -273,10 +263,11 @@ impl Broker {
             .log_config(&topic.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
         self.metadata
-            .commit(&[MetadataRecord::CreatePartitions {
+            .commit(vec![MetadataRecord::CreatePartitions {
                 name: name.to_owned(),
                 partitions: new.clone(),
             }])
+            .await
             .map_err(internal)?;
         for p in &new {
             self.replicas
@@ -288,16 +279,13 @@ impl Broker {
     }
 
     /// Sets (`Some`) or resets (`None`) topic configs after validating the resulting set.
-    pub fn alter_topic_configs(
+    pub async fn alter_topic_configs(
         &self,
         name: &str,
         changes: BTreeMap<String, Option<String>>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let _admin = self
-            .admin
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _admin = self.admin.lock().await;
         let Some(topic) = self.metadata.read().topic(name).cloned() else {
             return Err(TopicError::Unknown(name.to_owned()));
         };
@@ -316,10 +304,11 @@ impl Broker {
             return Ok(());
         }
         self.metadata
-            .commit(&[MetadataRecord::AlterTopicConfigs {
+            .commit(vec![MetadataRecord::AlterTopicConfigs {
                 name: name.to_owned(),
                 configs: changes,
             }])
+            .await
             .map_err(internal)?;
         self.replicas.update_topic_config(name, &log_config);
         Ok(())
@@ -338,12 +327,7 @@ fn place(brokers: &[i32], indexes: std::ops::Range<i32>, rf: usize) -> Vec<Parti
                         .copied()
                 })
                 .collect();
-            PartitionInfo {
-                index: i,
-                leader: replicas.first().copied().unwrap_or(-1),
-                replicas,
-                leader_epoch: 0,
-            }
+            PartitionInfo::new(i, replicas)
         })
         .collect()
 }
