@@ -53,12 +53,25 @@ use serde::{Deserialize, Serialize};
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.replicas >= self.controllers")
+        .message("replicas must be at least controllers: the first `controllers` brokers hold the metadata quorum"),
+    validation = Rule::new("self.controllers == oldSelf.controllers")
+        .message("controllers is immutable: the metadata quorum's voters are fixed when the cluster is created")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerSpec {
     /// Number of brokers. Node ids are the pod ordinals `0..replicas`. Scaling down first moves every
     /// replica off the brokers that go away, and is refused while a topic needs more brokers than remain.
     #[x_kube(validation = Rule::new("self >= 1").message("replicas must be at least 1"))]
     pub replicas: i32,
+    /// Brokers that also vote in the Raft quorum holding the cluster's metadata (Kafka's KRaft
+    /// controllers): pods `0..controllers`. 1, 3 or 5; the metadata stays writable while a majority of
+    /// them runs. Fixed at creation; `replicas` may never go below it.
+    #[serde(default = "default_controllers")]
+    #[x_kube(validation = Rule::new("self == 1 || self == 3 || self == 5").message("controllers must be 1, 3 or 5"))]
+    pub controllers: i32,
     /// Container image with the `odradek` binary. Defaults to the operator's `--broker-image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -105,6 +118,10 @@ impl Default for StorageSpec {
             storage_class_name: None,
         }
     }
+}
+
+fn default_controllers() -> i32 {
+    3
 }
 
 fn default_storage_size() -> String {
@@ -220,6 +237,7 @@ mod tests {
             "odradek",
             BrokerSpec {
                 replicas,
+                controllers: replicas.clamp(1, 3),
                 image: None,
                 storage: StorageSpec::default(),
                 resources: None,
@@ -233,6 +251,42 @@ mod tests {
     #[test]
     fn a_three_broker_cluster_is_accepted() {
         assert!(broker(3).validate_cel().is_ok());
+    }
+
+    #[test]
+    fn the_metadata_quorum_is_fixed_and_never_larger_than_the_cluster() {
+        let mut b = broker(3);
+        b.spec.controllers = 5;
+        let err = b.validate_cel().unwrap_err();
+        assert!(
+            format!("{err:?}").contains("replicas must be at least controllers"),
+            "{err:?}"
+        );
+        b.spec.controllers = 2;
+        assert!(
+            format!("{:?}", b.validate_cel().unwrap_err())
+                .contains("controllers must be 1, 3 or 5")
+        );
+        let old = broker(3);
+        let mut grown = old.clone();
+        grown.spec.replicas = 6;
+        assert!(grown.validate_cel_update(&old).is_ok());
+        let mut shrunk = old.clone();
+        shrunk.spec.replicas = 2;
+        assert!(shrunk.validate_cel_update(&old).is_err());
+        let mut changed = grown.clone();
+        changed.spec.controllers = 5;
+        let err = changed.validate_cel_update(&grown).unwrap_err();
+        assert!(
+            format!("{err:?}").contains("controllers is immutable"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn controllers_default_to_three() {
+        let spec: BrokerSpec = serde_json::from_value(serde_json::json!({"replicas": 3})).unwrap();
+        assert_eq!(spec.controllers, 3);
     }
 
     #[test]

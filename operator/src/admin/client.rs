@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FindCoordinatorRequest,
     GroupId, IncrementalAlterConfigsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
-    MetadataRequest, MetadataResponse, OffsetFetchRequest, TopicName,
+    MetadataRequest, MetadataResponse, OffsetFetchRequest, TopicName, UnregisterBrokerRequest,
     alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic},
     create_partitions_request::CreatePartitionsTopic,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
@@ -33,9 +33,9 @@ mod topics;
 
 use super::connection::Connection;
 use super::{
-    AdminConnector, AdminError, BrokerNode, ClusterDescription, ConfigOp, ConfigValue, KafkaAdmin,
-    NewTopic, OngoingReassignment, PartitionDescription, PartitionReassignmentRequest,
-    TopicDescription, TopicPartition, UNKNOWN_TOPIC_OR_PARTITION,
+    AdminConnector, AdminError, BROKER_ID_NOT_REGISTERED, BrokerNode, ClusterDescription, ConfigOp,
+    ConfigValue, KafkaAdmin, NewTopic, OngoingReassignment, PartitionDescription,
+    PartitionReassignmentRequest, TopicDescription, TopicPartition, UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// DescribeConfigs / IncrementalAlterConfigs resource type of a topic.
@@ -271,6 +271,10 @@ impl KafkaAdmin for KafkaAdminClient {
 
     async fn list_partition_reassignments(&self) -> Result<Vec<OngoingReassignment>, AdminError> {
         self.list_partition_reassignments_impl().await
+    }
+
+    async fn unregister_broker(&self, id: i32) -> Result<(), AdminError> {
+        self.unregister_broker_impl(id).await
     }
 
     async fn end_offsets(

@@ -12,6 +12,8 @@ pub const INVALID_PARTITIONS: i16 = 37;
 pub const INVALID_REPLICATION_FACTOR: i16 = 38;
 /// Kafka error code `UNKNOWN_TOPIC_ID`.
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+/// `BROKER_ID_NOT_REGISTERED`.
+pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
 
 /// An admin request failed.
 #[derive(Debug, thiserror::Error)]

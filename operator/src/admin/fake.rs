@@ -14,6 +14,8 @@ use super::{
 #[derive(Debug, Default)]
 pub(crate) struct FakeState {
     pub(crate) brokers: Vec<BrokerNode>,
+    /// Registered but fenced broker ids.
+    pub(crate) fenced: Vec<i32>,
     pub(crate) topics: BTreeMap<String, TopicDescription>,
     pub(crate) configs: BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) ongoing: Vec<OngoingReassignment>,
@@ -112,6 +114,7 @@ impl KafkaAdmin for FakeAdmin {
             cluster_id: "fake".into(),
             controller_id: 0,
             brokers: s.brokers.clone(),
+            fenced: s.fenced.clone(),
         })
     }
 
@@ -244,6 +247,19 @@ impl KafkaAdmin for FakeAdmin {
             }
         }
         Ok(())
+    }
+
+    async fn unregister_broker(&self, id: i32) -> Result<(), AdminError> {
+        let mut s = self.check()?;
+        s.calls.push(format!("unregister_broker {id}"));
+        let known = s.fenced.contains(&id) || s.brokers.iter().any(|b| b.id == id);
+        s.fenced.retain(|f| *f != id);
+        s.brokers.retain(|b| b.id != id);
+        if known {
+            Ok(())
+        } else {
+            Err(kafka("UnregisterBroker", &format!("broker {id}"), 102))
+        }
     }
 
     async fn list_partition_reassignments(&self) -> Result<Vec<OngoingReassignment>, AdminError> {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 pub use client::{AdminConfig, KafkaAdminClient, KafkaConnector};
 pub use error::{
-    AdminError, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, TOPIC_ALREADY_EXISTS,
-    UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+    AdminError, BROKER_ID_NOT_REGISTERED, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR,
+    TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// A registered broker, as DescribeCluster reports it.
@@ -39,6 +39,9 @@ pub struct ClusterDescription {
     pub controller_id: i32,
     /// Every registered, unfenced broker.
     pub brokers: Vec<BrokerNode>,
+    /// Registered brokers that are fenced (not heartbeating: stopped, or removed by a scale-down),
+    /// as DescribeCluster v2 reports them; empty from brokers that only speak older versions.
+    pub fenced: Vec<i32>,
 }
 
 /// One partition as Metadata reports it.
@@ -194,6 +197,10 @@ pub trait KafkaAdmin: Send + Sync {
 
     /// Reassignments in flight (ListPartitionReassignments).
     async fn list_partition_reassignments(&self) -> Result<Vec<OngoingReassignment>, AdminError>;
+
+    /// Removes a broker that left the cluster for good from its metadata (UnregisterBroker). A broker
+    /// that is not registered answers `BROKER_ID_NOT_REGISTERED`: callers treat that as done.
+    async fn unregister_broker(&self, id: i32) -> Result<(), AdminError>;
 
     /// Log end offsets of partitions (ListOffsets with timestamp -1, sent to each partition's leader).
     async fn end_offsets(

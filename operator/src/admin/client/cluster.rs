@@ -6,7 +6,9 @@ use super::*;
 impl KafkaAdminClient {
     pub(super) async fn describe_cluster_impl(&self) -> Result<ClusterDescription, AdminError> {
         let response = self
-            .send(None, |_| DescribeClusterRequest::default())
+            .send(None, |v| {
+                DescribeClusterRequest::default().with_include_fenced_brokers(v >= 2)
+            })
             .await?;
         if let Some(e) = AdminError::from_code(
             "DescribeCluster",
@@ -28,11 +30,36 @@ impl KafkaAdminClient {
             })
             .collect();
         brokers.sort_by_key(|b| b.id);
+        let mut fenced: Vec<i32> = response
+            .brokers
+            .iter()
+            .filter(|b| b.is_fenced)
+            .map(|b| b.broker_id.0)
+            .collect();
+        fenced.sort_unstable();
         Ok(ClusterDescription {
             cluster_id: text(&response.cluster_id),
             controller_id: response.controller_id.0,
             brokers,
+            fenced,
         })
+    }
+
+    pub(super) async fn unregister_broker_impl(&self, id: i32) -> Result<(), AdminError> {
+        let response = self
+            .send(None, |_| {
+                UnregisterBrokerRequest::default().with_broker_id(BrokerId(id))
+            })
+            .await?;
+        match AdminError::from_code(
+            "UnregisterBroker",
+            format!("broker {id}"),
+            response.error_code,
+            opt_text(response.error_message.as_ref()),
+        ) {
+            Some(e) if response.error_code != BROKER_ID_NOT_REGISTERED => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub(super) async fn alter_partition_reassignments_impl(

@@ -71,6 +71,7 @@ pub async fn observe(admin: &dyn KafkaAdmin) -> Result<ClusterView, AdminError> 
     };
     Ok(ClusterView {
         brokers: cluster.brokers,
+        fenced: cluster.fenced,
         topics,
         ongoing,
     })
@@ -142,6 +143,10 @@ async fn apply_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
             .admin(&bootstrap)
             .alter_partition_reassignments(&step.submit)
             .await?;
+    }
+    for id in &step.unregister {
+        ctx.admin.admin(&bootstrap).unregister_broker(*id).await?;
+        tracing::info!(broker = %key(broker), node_id = id, "unregistered a broker removed by the scale-down");
     }
 
     let status = status(

@@ -31,6 +31,8 @@ use crate::controllers::{MANAGED_BY, owner_ref};
 pub const KAFKA_PORT: i32 = 9092;
 /// HTTP port of every broker: `/metrics`, `/healthz`, `/readyz`.
 pub const HTTP_PORT: i32 = 9644;
+/// Inter-broker port of the metadata quorum (Raft) and broker heartbeats.
+pub const CLUSTER_PORT: i32 = 9093;
 /// Where a broker keeps its log.
 pub const DATA_DIR: &str = "/var/lib/odradek";
 /// Annotation on the pod template carrying a hash of the config, so that a config change rolls pods.
@@ -182,7 +184,10 @@ pub fn headless_service(broker: &Broker) -> Service {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&name)),
-            ports: Some(vec![port("kafka", KAFKA_PORT)]),
+            ports: Some(vec![
+                port("kafka", KAFKA_PORT),
+                port("cluster", CLUSTER_PORT),
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -267,6 +272,23 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
+/// The metadata quorum's voters in the broker's `--controller-voters` form: pods
+/// `0..spec.controllers` at their headless DNS names, e.g. `0@odradek-0.odradek-headless.ns.svc.cluster.local:9093`.
+#[must_use]
+pub fn controller_voters(broker: &Broker, cluster_domain: &str) -> String {
+    let name = broker.name_any();
+    let names = Names::of(&name);
+    (0..broker.spec.controllers.max(1))
+        .map(|i| {
+            format!(
+                "{i}@{}-{i}.{}.$(POD_NAMESPACE).svc.{cluster_domain}:{CLUSTER_PORT}",
+                names.statefulset, names.headless
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The StatefulSet of brokers with `replicas` pods (which differs from `spec.replicas` while a
 /// scale-down drains brokers).
 #[must_use]
@@ -275,6 +297,10 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
     let names = Names::of(&name);
     let advertised = format!(
         "$(POD_NAME).{}.$(POD_NAMESPACE).svc.{}:{KAFKA_PORT}",
+        names.headless, config.cluster_domain
+    );
+    let cluster_advertised = format!(
+        "$(POD_NAME).{}.$(POD_NAMESPACE).svc.{}:{CLUSTER_PORT}",
         names.headless, config.cluster_domain
     );
     let env = vec![
@@ -288,6 +314,12 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
         env("ODRADEK_ADVERTISED_LISTENER", advertised),
         env("ODRADEK_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
         env("ODRADEK_DATA_DIR", DATA_DIR),
+        env("ODRADEK_CLUSTER_LISTEN", format!("0.0.0.0:{CLUSTER_PORT}")),
+        env("ODRADEK_CLUSTER_ADVERTISED", cluster_advertised),
+        env(
+            "ODRADEK_CONTROLLER_VOTERS",
+            controller_voters(broker, &config.cluster_domain),
+        ),
     ];
     let container = Container {
         name: "broker".to_owned(),
@@ -316,6 +348,11 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
             ContainerPort {
                 name: Some("http".to_owned()),
                 container_port: HTTP_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("cluster".to_owned()),
+                container_port: CLUSTER_PORT,
                 ..ContainerPort::default()
             },
         ]),

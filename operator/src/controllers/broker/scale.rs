@@ -21,8 +21,10 @@ use crate::planner::reassignment::{
 /// What the cluster's metadata says, gathered through the admin client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterView {
-    /// Registered brokers.
+    /// Registered, unfenced brokers.
     pub brokers: Vec<BrokerNode>,
+    /// Registered brokers that are fenced (stopped, or gone with a scale-down).
+    pub fenced: Vec<i32>,
     /// Every topic with its partitions.
     pub topics: Vec<TopicDescription>,
     /// Reassignments in flight.
@@ -62,6 +64,8 @@ pub struct ScaleStep {
     pub refused: Option<String>,
     /// Something is in motion: reconcile again soon.
     pub waiting: bool,
+    /// Brokers removed by a finished scale-down that the cluster still lists: unregister them.
+    pub unregister: Vec<i32>,
 }
 
 /// Errors of the scaling decision.
@@ -83,9 +87,32 @@ pub enum ScaleError {
 /// Decides the scaling step. `current` is the StatefulSet's replicas (`None` before it exists),
 /// `view` the cluster's metadata (`None` when unreachable), `previous` the last reported progress.
 ///
+/// Fenced brokers whose ordinal is beyond both the StatefulSet's size and the desired size have no
+/// pod any more (a finished scale-down): the step unregisters them so that they leave the metadata.
+///
 /// # Errors
 /// A scale-down without a cluster view, or a planner error.
 pub fn decide(
+    current: Option<i32>,
+    desired: i32,
+    view: Option<&ClusterView>,
+    rebalance: &RebalanceSpec,
+    previous: Option<&ReassignmentStatus>,
+) -> Result<ScaleStep, ScaleError> {
+    let mut step = decide_size(current, desired, view, rebalance, previous)?;
+    if let (Some(current), Some(view)) = (current, view) {
+        let beyond = current.max(desired);
+        step.unregister = view
+            .fenced
+            .iter()
+            .copied()
+            .filter(|id| *id >= beyond)
+            .collect();
+    }
+    Ok(step)
+}
+
+fn decide_size(
     current: Option<i32>,
     desired: i32,
     view: Option<&ClusterView>,

@@ -75,6 +75,65 @@ fn statefulset_derives_node_id_from_the_pod_index_and_advertises_the_headless_na
 }
 
 #[test]
+fn the_first_controllers_pods_are_the_metadata_quorum_reached_on_the_cluster_port() {
+    let mut b = broker();
+    b.spec.replicas = 5;
+    let sts = statefulset(&b, 5, &ControllerConfig::default());
+    let c = container(&sts);
+    let voters = env_value(c, "ODRADEK_CONTROLLER_VOTERS")
+        .unwrap()
+        .value
+        .as_deref()
+        .unwrap();
+    assert_eq!(
+        voters,
+        "0@odradek-0.odradek-headless.$(POD_NAMESPACE).svc.cluster.local:9093,\
+         1@odradek-1.odradek-headless.$(POD_NAMESPACE).svc.cluster.local:9093,\
+         2@odradek-2.odradek-headless.$(POD_NAMESPACE).svc.cluster.local:9093"
+    );
+    assert_eq!(
+        env_value(c, "ODRADEK_CLUSTER_ADVERTISED")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("$(POD_NAME).odradek-headless.$(POD_NAMESPACE).svc.cluster.local:9093")
+    );
+    assert_eq!(
+        env_value(c, "ODRADEK_CLUSTER_LISTEN")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("0.0.0.0:9093")
+    );
+    let ports: Vec<_> = c
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert!(ports.contains(&("cluster".to_owned(), 9093)), "{ports:?}");
+    // Peers reach each other through the headless Service before any of them is ready.
+    let headless = headless_service(&b).spec.unwrap();
+    let names: Vec<_> = headless
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name.unwrap())
+        .collect();
+    assert_eq!(names, ["kafka", "cluster"]);
+    b.spec.controllers = 1;
+    let one = statefulset(&b, 5, &ControllerConfig::default());
+    assert_eq!(
+        env_value(container(&one), "ODRADEK_CONTROLLER_VOTERS")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("0@odradek-0.odradek-headless.$(POD_NAMESPACE).svc.cluster.local:9093")
+    );
+}
+
+#[test]
 fn readiness_probe_hits_readyz_on_the_http_port() {
     let sts = statefulset(&broker(), 3, &ControllerConfig::default());
     let c = container(&sts);

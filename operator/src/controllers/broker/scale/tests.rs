@@ -39,6 +39,7 @@ fn topic(name: &str, partitions: i32, rf: i32, on: i32) -> TopicDescription {
 fn view(registered: i32, topics: Vec<TopicDescription>) -> ClusterView {
     ClusterView {
         brokers: brokers(registered),
+        fenced: Vec::new(),
         topics,
         ongoing: Vec::new(),
     }
@@ -198,4 +199,28 @@ fn batches_respect_max_concurrent_moves() {
     assert_eq!(step.submit.len(), 2);
     let p = step.progress.unwrap();
     assert!(p.total >= 10, "{p:?}");
+}
+
+#[test]
+fn brokers_removed_by_a_finished_scale_down_are_unregistered_once_fenced() {
+    // Five brokers shrunk to three: 3 and 4 are still running (unfenced) right after the shrink.
+    let mut v = view(5, vec![topic("t", 6, 1, 3)]);
+    let step = decide(Some(5), 3, Some(&v), &rebalance(), None).unwrap();
+    assert_eq!(step.statefulset_replicas, 3);
+    assert!(step.unregister.is_empty());
+    // Their pods are gone: the cluster fenced them.
+    v.brokers.retain(|b| b.id < 3);
+    v.fenced = vec![3, 4];
+    let step = decide(Some(3), 3, Some(&v), &rebalance(), None).unwrap();
+    assert_eq!(step.unregister, vec![3, 4]);
+    // Broker 1 restarting is fenced too, but it is a member of the StatefulSet and stays registered.
+    v.brokers.retain(|b| b.id != 1);
+    v.fenced = vec![1, 3, 4];
+    let step = decide(Some(3), 3, Some(&v), &rebalance(), None).unwrap();
+    assert_eq!(step.unregister, vec![3, 4]);
+    // Mid scale-down (the StatefulSet still has five pods) nothing is unregistered.
+    v.fenced = vec![4];
+    v.brokers = brokers(4);
+    let step = decide(Some(5), 3, Some(&v), &rebalance(), None).unwrap();
+    assert!(step.unregister.is_empty());
 }
