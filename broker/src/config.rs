@@ -140,7 +140,7 @@ impl BrokerArgs {
             advertised_port: port,
             data_dir: self.data_dir,
             http: self.http,
-            rack: self.rack,
+            rack: self.rack.filter(|r| !r.trim().is_empty()),
             default_partitions: self.default_partitions,
             auto_create_topics: self.auto_create_topics,
             max_request_bytes: self.max_request_bytes,

@@ -88,7 +88,9 @@ pub struct BrokerSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
     /// Zone awareness: broker pods are spread over the domains of this node label (topology spread
-    /// constraints); replicas are spread over racks as far as the brokers report racks.
+    /// constraints), and each broker's rack is its pod's copy of the label (Kubernetes copies
+    /// `topology.kubernetes.io/zone` and `/region` onto pods where pod topology labels are enabled);
+    /// replicas are spread over racks as far as the brokers report racks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<RackSpec>,
     /// How partition replicas are rebalanced when the cluster scales.

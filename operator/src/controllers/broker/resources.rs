@@ -303,7 +303,7 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
         "$(POD_NAME).{}.$(POD_NAMESPACE).svc.{}:{CLUSTER_PORT}",
         names.headless, config.cluster_domain
     );
-    let env = vec![
+    let mut env = vec![
         env_field("POD_NAME", "metadata.name"),
         env_field("POD_NAMESPACE", "metadata.namespace"),
         env_field(
@@ -321,6 +321,14 @@ pub fn statefulset(broker: &Broker, replicas: i32, config: &ControllerConfig) ->
             controller_voters(broker, &config.cluster_domain),
         ),
     ];
+    if let Some(rack) = &broker.spec.rack {
+        // The rack is the pod's copy of its node's topology label (Kubernetes' pod topology labels
+        // for `topology.kubernetes.io/zone` and `/region`); a pod without the label has no rack.
+        env.push(env_field(
+            "ODRADEK_RACK",
+            &format!("metadata.labels['{}']", rack.topology_key),
+        ));
+    }
     let container = Container {
         name: "broker".to_owned(),
         image: Some(

@@ -134,6 +134,33 @@ fn the_first_controllers_pods_are_the_metadata_quorum_reached_on_the_cluster_por
 }
 
 #[test]
+fn with_a_rack_topology_key_each_broker_reports_its_pods_topology_label_as_its_rack() {
+    let mut b = broker();
+    assert!(
+        env_value(
+            container(&statefulset(&b, 3, &ControllerConfig::default())),
+            "ODRADEK_RACK"
+        )
+        .is_none()
+    );
+    b.spec.rack = Some(odradek_crds::broker::RackSpec {
+        topology_key: "topology.kubernetes.io/zone".into(),
+    });
+    let sts = statefulset(&b, 3, &ControllerConfig::default());
+    let rack = env_value(container(&sts), "ODRADEK_RACK").unwrap();
+    assert_eq!(
+        rack.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.labels['topology.kubernetes.io/zone']"
+    );
+}
+
+#[test]
 fn readiness_probe_hits_readyz_on_the_http_port() {
     let sts = statefulset(&broker(), 3, &ControllerConfig::default());
     let c = container(&sts);
