@@ -1,0 +1,572 @@
+//! One running member of the metadata Raft group.
+//!
+//! Start-up: restore the snapshot, open the log, bind the RPC listener, start Raft. The voter with
+//! the lowest id initializes the group when it has no state (an "already initialized" refusal is
+//! the normal case after a restart); brokers outside the voter list ask a voter, until one accepts,
+//! to add them as learners. The leader proposes the cluster id once per term while the replicated
+//! state has none; the first one applied wins, so every node reports the same id.
+//!
+//! Commits from any node go to the leader (in-process on the leader, `ForwardCommit` elsewhere) and
+//! return once applied locally; a leader change in between is retried with the same batch id, which
+//! the state machine applies at most once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+};
+use openraft::{BasicNode, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::super::state::MetadataRecord;
+use super::super::store::{MetadataError, Shared};
+use super::log_store::LogStore;
+use super::network::{Network, Peers};
+use super::rpc::{Refusal, Request, Response};
+use super::state_machine::StateMachine;
+use super::{MetadataBatch, RaftOptions, TypeConfig};
+
+/// Pause between attempts while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between join attempts of a learner.
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Gauges of the metadata quorum, as this node sees it.
+#[derive(Debug, Default, Clone)]
+struct RaftGauges {
+    term: Gauge,
+    leader: Gauge,
+    committed: Gauge,
+    applied: Gauge,
+    controller: Gauge,
+}
+
+/// A running member of the metadata Raft group.
+pub(crate) struct RaftNode {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    peers: Arc<Peers>,
+    voters: BTreeMap<u64, String>,
+    advertised: String,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// The commit index last saved by the log store.
+    committed: Arc<AtomicU64>,
+    /// The leader's commit index from the last AppendEntries this node accepted, and when.
+    leader_contact: Mutex<Option<(Option<u64>, Instant)>>,
+    /// On the leader: when each broker last heartbeated, since this node became leader.
+    heartbeats: Mutex<HashMap<i32, Instant>>,
+    commit_timeout: Duration,
+    /// A follower that has not heard from the leader for this long is not caught up.
+    contact_timeout: Duration,
+    gauges: RaftGauges,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode")
+            .field("id", &self.id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn raft_err(e: impl std::fmt::Display) -> MetadataError {
+    MetadataError::Raft(e.to_string())
+}
+
+impl RaftNode {
+    /// Opens the storage, binds the RPC listener and starts Raft and the background tasks.
+    pub(crate) async fn start(
+        options: RaftOptions,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<Self>, MetadataError> {
+        let log_store = LogStore::open(&options.dir).map_err(raft_err)?;
+        let committed = log_store.committed_index();
+        let sm = StateMachine::open(&options.dir, shared.clone()).map_err(raft_err)?;
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = openraft::Config {
+            cluster_name: "odradek-metadata".into(),
+            heartbeat_interval: millis(options.heartbeat_interval),
+            election_timeout_min: millis(options.election_timeout_min),
+            election_timeout_max: millis(options.election_timeout_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+            max_in_snapshot_log_to_keep: options.logs_to_keep,
+            snapshot_max_chunk_size: 1 << 20,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(raft_err)?;
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| raft_err(format!("binding the cluster listener on {}: {e}", options.listen)))?;
+        let local_addr = listener.local_addr().map_err(raft_err)?;
+        let advertised = options
+            .advertised
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+        let peers = Arc::new(Peers::new(options.max_frame_bytes, options.rpc_timeout));
+        let network = Network {
+            peers: peers.clone(),
+        };
+        let raft = Raft::new(options.node_id, Arc::new(config), network, log_store, sm)
+            .await
+            .map_err(raft_err)?;
+        let node = Arc::new(RaftNode {
+            id: options.node_id,
+            raft,
+            peers,
+            voters: options.voters.clone(),
+            advertised,
+            local_addr,
+            shared,
+            committed,
+            leader_contact: Mutex::new(None),
+            heartbeats: Mutex::new(HashMap::new()),
+            commit_timeout: options.commit_timeout,
+            contact_timeout: options.election_timeout_max * 3,
+            gauges: RaftGauges::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        node.tasks.spawn(super::server::serve(
+            listener,
+            node.clone(),
+            options.max_frame_bytes,
+            node.shutdown.clone(),
+        ));
+        node.tasks.spawn(node.clone().bootstrap());
+        node.tasks.spawn(node.clone().watch_metrics());
+        tracing::info!(
+            node_id = node.id, cluster_listen = %local_addr, advertised = %node.advertised,
+            voters = ?node.voters, "metadata raft started"
+        );
+        Ok(node)
+    }
+
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The address the RPC listener is bound to.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn metrics(&self) -> RaftMetrics<u64, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    fn current_leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The leader's broker id, if known.
+    pub(crate) fn leader(&self) -> Option<i32> {
+        self.current_leader().and_then(|l| i32::try_from(l).ok())
+    }
+
+    /// Whether this node is the leader now.
+    pub(crate) fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    fn addr_of(&self, id: u64) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .or_else(|| self.voters.get(&id).cloned())
+    }
+
+    /// Whether this node has applied all the leader had committed when it last heard from it.
+    pub(crate) fn caught_up(&self) -> bool {
+        let m = self.metrics();
+        let applied = m.last_applied.map(|l| l.index);
+        let Some(leader) = m.current_leader else {
+            return false;
+        };
+        if self.shared.cluster_id().is_none() {
+            return false;
+        }
+        if leader == self.id {
+            return m.state == ServerState::Leader
+                && applied >= Some(self.committed.load(Ordering::Relaxed));
+        }
+        let contact = *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match contact {
+            Some((commit, at)) => at.elapsed() < self.contact_timeout && applied >= commit,
+            None => false,
+        }
+    }
+
+    /// Polls until [`RaftNode::caught_up`], logging what is missing every few seconds.
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> Result<(), MetadataError> {
+        let start = Instant::now();
+        let mut last_log = start;
+        loop {
+            if self.caught_up() {
+                let m = self.metrics();
+                tracing::info!(
+                    leader = ?m.current_leader, applied = ?m.last_applied.map(|l| l.index),
+                    cluster_id = self.shared.cluster_id().unwrap_or_default(),
+                    "metadata caught up"
+                );
+                return Ok(());
+            }
+            let m = self.metrics();
+            let status = format!(
+                "leader {:?}, term {}, applied {:?}, cluster id known: {}",
+                m.current_leader,
+                m.current_term,
+                m.last_applied.map(|l| l.index),
+                self.shared.cluster_id().is_some()
+            );
+            if start.elapsed() >= timeout {
+                return Err(MetadataError::Unavailable(format!(
+                    "metadata quorum not ready after {timeout:?}: {status}"
+                )));
+            }
+            if last_log.elapsed() >= Duration::from_secs(5) {
+                tracing::info!(%status, "waiting for the metadata quorum");
+                last_log = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Commits `records` through the leader and waits until they are applied here.
+    pub(crate) async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), MetadataError> {
+        let batch = MetadataBatch::new(records);
+        let deadline = Instant::now() + self.commit_timeout;
+        let index = self.until_leader_accepts(&batch, deadline).await?;
+        self.wait_applied(index, deadline).await
+    }
+
+    async fn until_leader_accepts(
+        &self,
+        batch: &MetadataBatch,
+        deadline: Instant,
+    ) -> Result<u64, MetadataError> {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Err(MetadataError::Unavailable("metadata raft is shut down".into()));
+            }
+            let attempt = match self.current_leader() {
+                None => Err("no leader known".to_owned()),
+                Some(l) if l == self.id => self.propose(batch.clone()).await.map_err(|e| e.to_string()),
+                Some(l) => self.forward(l, batch, deadline).await,
+            };
+            match attempt {
+                Ok(index) => return Ok(index),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(MetadataError::Unavailable(format!(
+                        "no leader committed the change within {:?}: {e}",
+                        self.commit_timeout
+                    )));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "metadata commit not accepted yet; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    async fn forward(&self, leader: u64, batch: &MetadataBatch, deadline: Instant) -> Result<u64, String> {
+        let addr = self
+            .addr_of(leader)
+            .ok_or_else(|| format!("no address for leader {leader}"))?;
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.peers.timeout())
+            .max(Duration::from_millis(100));
+        match self
+            .peers
+            .call(&addr, &Request::ForwardCommit(batch.clone()), timeout)
+            .await
+        {
+            Ok(Response::Committed(r)) => r.map_err(|e| e.to_string()),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), MetadataError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics.borrow_and_update().last_applied.map(|l| l.index) >= Some(index) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(MetadataError::Unavailable("metadata raft stopped".into())),
+                Err(_) => {
+                    return Err(MetadataError::Unavailable(format!(
+                        "change committed at index {index} but not applied here within {:?}",
+                        self.commit_timeout
+                    )));
+                }
+            }
+        }
+    }
+
+    /// On the leader: proposes `batch` and returns the index it was applied at.
+    pub(crate) async fn propose(&self, batch: MetadataBatch) -> Result<u64, Refusal> {
+        match self.raft.client_write(batch).await {
+            Ok(resp) => Ok(resp.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Refusal::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(Refusal::Failed(e.to_string())),
+        }
+    }
+
+    /// AppendEntries from the leader; an accepted one records the leader's commit index.
+    pub(crate) async fn append_entries(
+        &self,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<u64>, RaftError<u64>> {
+        let commit = req.leader_commit.map(|l| l.index);
+        let resp = self.raft.append_entries(req).await;
+        if matches!(
+            resp,
+            Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_))
+        ) {
+            self.note_leader_contact(commit);
+        }
+        resp
+    }
+
+    /// A snapshot chunk from the leader.
+    pub(crate) async fn install_snapshot(
+        &self,
+        req: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
+        self.raft.install_snapshot(req).await
+    }
+
+    fn note_leader_contact(&self, commit: Option<u64>) {
+        *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((commit, Instant::now()));
+    }
+
+    /// Sends a broker's heartbeat to the leader (recorded directly when this node leads).
+    pub(crate) async fn heartbeat(&self, broker_id: i32) -> Result<(), MetadataError> {
+        let refused = |e: String| MetadataError::Unavailable(format!("heartbeat of broker {broker_id}: {e}"));
+        match self.current_leader() {
+            None => Err(refused("no leader known".into())),
+            Some(l) if l == self.id => self.record_heartbeat(broker_id).map_err(|e| refused(e.to_string())),
+            Some(l) => {
+                let addr = self.addr_of(l).ok_or_else(|| refused(format!("no address for leader {l}")))?;
+                match self
+                    .peers
+                    .call(&addr, &Request::Heartbeat { broker_id }, self.peers.timeout())
+                    .await
+                {
+                    Ok(Response::Done(r)) => r.map_err(|e| refused(e.to_string())),
+                    Ok(other) => Err(refused(format!("unexpected reply {other:?}"))),
+                    Err(e) => Err(refused(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// On the leader: records a heartbeat.
+    pub(crate) fn record_heartbeat(&self, broker_id: i32) -> Result<(), Refusal> {
+        if !self.is_leader() {
+            return Err(Refusal::NotLeader {
+                leader: self.current_leader(),
+            });
+        }
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(broker_id, Instant::now());
+        Ok(())
+    }
+
+    /// When each broker last heartbeated; empty unless this node leads.
+    pub(crate) fn heartbeats(&self) -> HashMap<i32, Instant> {
+        if !self.is_leader() {
+            return HashMap::new();
+        }
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A broker asks to be a learner. The leader adds it (unless it is a member at that address
+    /// already); another voter forwards the request once to the leader it knows.
+    pub(crate) async fn handle_join(&self, id: u64, addr: String, forwarded: bool) -> Result<(), Refusal> {
+        if self.voters.contains_key(&id) {
+            return Err(Refusal::Failed(format!("node {id} is a voter, not a learner")));
+        }
+        let leader = self.current_leader();
+        if leader == Some(self.id) {
+            let member = BasicNode::new(addr.clone());
+            if self.metrics().membership_config.membership().get_node(&id) == Some(&member) {
+                return Ok(());
+            }
+            return match self.raft.add_learner(id, member, false).await {
+                Ok(_) => {
+                    tracing::info!(node_id = id, %addr, "added a learner to the metadata quorum");
+                    Ok(())
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(Refusal::NotLeader { leader: f.leader_id })
+                }
+                Err(e) => Err(Refusal::Failed(e.to_string())),
+            };
+        }
+        let Some(l) = leader.filter(|_| !forwarded) else {
+            return Err(Refusal::NotLeader { leader });
+        };
+        let leader_addr = self.addr_of(l).ok_or(Refusal::NotLeader { leader })?;
+        let req = Request::Join { id, addr, forwarded: true };
+        match self.peers.call(&leader_addr, &req, self.peers.timeout()).await {
+            Ok(Response::Done(r)) => r,
+            Ok(other) => Err(Refusal::Failed(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(Refusal::Failed(e.to_string())),
+        }
+    }
+
+    /// Initializes the group (lowest voter) or joins it as a learner (non-voters).
+    async fn bootstrap(self: Arc<Self>) {
+        if self.voters.keys().next() == Some(&self.id) {
+            match self.raft.is_initialized().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let members: BTreeMap<u64, BasicNode> = self
+                        .voters
+                        .iter()
+                        .map(|(&id, addr)| (id, BasicNode::new(addr.clone())))
+                        .collect();
+                    match self.raft.initialize(members).await {
+                        Ok(()) => tracing::info!(voters = ?self.voters, "initialized the metadata quorum"),
+                        Err(e) => tracing::info!(error = %e, "metadata quorum already initialized"),
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "metadata raft stopped before bootstrap"),
+            }
+        } else if !self.voters.contains_key(&self.id) {
+            self.join_as_learner().await;
+        }
+    }
+
+    async fn join_as_learner(&self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let member = BasicNode::new(self.advertised.clone());
+            if self.metrics().membership_config.membership().get_node(&self.id) == Some(&member) {
+                return;
+            }
+            for addr in self.voters.values() {
+                let req = Request::Join {
+                    id: self.id,
+                    addr: self.advertised.clone(),
+                    forwarded: false,
+                };
+                match self.peers.call(addr, &req, self.peers.timeout()).await {
+                    Ok(Response::Done(Ok(()))) => {
+                        tracing::info!(via = %addr, "joined the metadata quorum as a learner");
+                        return;
+                    }
+                    Ok(Response::Done(Err(e))) => tracing::debug!(via = %addr, error = %e, "join refused"),
+                    Ok(other) => tracing::debug!(via = %addr, reply = ?other, "unexpected join reply"),
+                    Err(e) => tracing::debug!(via = %addr, error = %e, "join failed"),
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
+        }
+    }
+
+    /// Follows Raft's metrics: gauges, heartbeat table reset on a new term of leadership, and the
+    /// cluster id proposal.
+    async fn watch_metrics(self: Arc<Self>) {
+        let mut rx = self.raft.metrics();
+        let mut led_term = None;
+        let mut proposed_term = None;
+        loop {
+            let m = rx.borrow_and_update().clone();
+            let leading = m.state == ServerState::Leader && m.current_leader == Some(self.id);
+            let gauge = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).unwrap_or(-1);
+            self.gauges.term.set(gauge(Some(m.current_term)));
+            self.gauges.leader.set(gauge(m.current_leader));
+            self.gauges.applied.set(gauge(m.last_applied.map(|l| l.index)));
+            self.gauges.committed.set(gauge(Some(self.committed.load(Ordering::Relaxed))));
+            self.gauges.controller.set(i64::from(leading));
+            if leading && led_term != Some(m.current_term) {
+                led_term = Some(m.current_term);
+                self.heartbeats
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clear();
+                tracing::info!(term = m.current_term, "this node is the metadata controller");
+            }
+            if leading && self.shared.cluster_id().is_none() && proposed_term != Some(m.current_term) {
+                proposed_term = Some(m.current_term);
+                let node = self.clone();
+                self.tasks.spawn(async move {
+                    let batch = MetadataBatch {
+                        cluster_id: Some(super::super::store::new_cluster_id()),
+                        ..MetadataBatch::new(Vec::new())
+                    };
+                    if let Err(e) = node.propose(batch).await {
+                        tracing::warn!(error = %e, "proposing the cluster id");
+                    }
+                });
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                r = rx.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// Registers the gauges in `registry`.
+    pub(crate) fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let g = &self.gauges;
+        registry.register("metadata_raft_term", "Raft term of the metadata quorum", g.term.clone());
+        registry.register("metadata_raft_leader_id", "Broker id of the metadata leader (-1: unknown)", g.leader.clone());
+        registry.register("metadata_raft_commit_index", "Metadata log index known committed", g.committed.clone());
+        registry.register("metadata_raft_applied_index", "Metadata log index applied here", g.applied.clone());
+        registry.register("metadata_is_controller", "1 when this broker is the metadata leader", g.controller.clone());
+    }
+
+    /// Stops the RPC listener, Raft and the background tasks.
+    pub(crate) async fn shutdown(&self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "stopping metadata raft");
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        tracing::info!("metadata raft stopped");
+    }
+}

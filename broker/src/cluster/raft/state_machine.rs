@@ -1,0 +1,249 @@
+//! The metadata state machine: applies committed [`MetadataBatch`]es to the shared
+//! [`ClusterState`], and builds, persists and installs snapshots.
+//!
+//! The state itself lives in memory; what makes it durable is the last snapshot (a file written
+//! atomically, `snapshot.json`) plus the log after it, which openraft re-applies up to the saved
+//! commit index on start. Applying is deterministic, so every node derives the same state.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::super::state::{ClusterState, MetadataRecord};
+use super::super::store::{Shared, snapshot_records, write_atomically};
+use super::{MetadataBatch, TypeConfig};
+
+const SNAPSHOT_FILE: &str = "snapshot.json";
+/// How many recent batch ids are remembered to drop a retried duplicate.
+const RECENT_BATCHES: usize = 1000;
+
+type StoreResult<T> = Result<T, StorageError<u64>>;
+
+/// What a snapshot holds: the records that recreate the state, plus the replicated extras.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct SnapshotContent {
+    pub(crate) cluster_id: Option<String>,
+    pub(crate) records: Vec<MetadataRecord>,
+    pub(crate) recent: Vec<Uuid>,
+}
+
+/// The snapshot file: its Raft metadata and its content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<u64, BasicNode>,
+    content: SnapshotContent,
+}
+
+/// The applied state machine. Readers use the [`Shared`] state; openraft drives this.
+pub(crate) struct StateMachine {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    last_applied: Option<LogId<u64>>,
+    last_membership: StoredMembership<u64, BasicNode>,
+    recent: VecDeque<Uuid>,
+    recent_set: HashSet<Uuid>,
+    /// The last snapshot built or installed; shared with the snapshot builders.
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
+    built: u64,
+}
+
+impl StateMachine {
+    /// Restores the state from the snapshot in `dir`, if there is one, into `shared`.
+    pub(crate) fn open(dir: &Path, shared: Arc<Shared>) -> Result<Self, std::io::Error> {
+        let mut sm = StateMachine {
+            shared,
+            dir: dir.to_owned(),
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            recent: VecDeque::new(),
+            recent_set: HashSet::new(),
+            current: Arc::new(Mutex::new(None)),
+            built: 0,
+        };
+        match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+            Ok(bytes) => {
+                let stored: StoredSnapshot = serde_json::from_slice(&bytes)?;
+                sm.restore(&stored);
+                *lock(&sm.current) = Some(stored);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(sm)
+    }
+
+    /// Replaces the whole state with a snapshot's.
+    fn restore(&mut self, stored: &StoredSnapshot) {
+        let mut state = ClusterState::default();
+        for r in &stored.content.records {
+            state.apply(r);
+        }
+        self.shared.replace(state);
+        if let Some(id) = &stored.content.cluster_id {
+            self.shared.set_cluster_id(id);
+        }
+        self.recent = stored.content.recent.iter().copied().collect();
+        self.recent_set = self.recent.iter().copied().collect();
+        self.last_applied = stored.meta.last_log_id;
+        self.last_membership = stored.meta.last_membership.clone();
+    }
+
+    fn remember(&mut self, id: Uuid) -> bool {
+        if !self.recent_set.insert(id) {
+            return false;
+        }
+        self.recent.push_back(id);
+        while self.recent.len() > RECENT_BATCHES {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_set.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn apply_batch(&mut self, batch: &MetadataBatch) {
+        if !self.remember(batch.id) {
+            tracing::debug!(id = %batch.id, "dropped a batch applied before (a retried commit)");
+            return;
+        }
+        if let Some(id) = &batch.cluster_id {
+            self.shared.set_cluster_id(id);
+        }
+        if !batch.records.is_empty() {
+            self.shared.apply(&batch.records);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn persist(dir: &Path, stored: &StoredSnapshot) -> StoreResult<()> {
+    let bytes = serde_json::to_vec(stored)
+        .map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), &e))?;
+    write_atomically(&dir.join(SNAPSHOT_FILE), &bytes)
+        .map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), &e).into())
+}
+
+fn to_snapshot(stored: &StoredSnapshot) -> StoreResult<Snapshot<TypeConfig>> {
+    let bytes = serde_json::to_vec(&stored.content)
+        .map_err(|e| StorageIOError::read_snapshot(Some(stored.meta.signature()), &e))?;
+    Ok(Snapshot {
+        meta: stored.meta.clone(),
+        snapshot: Box::new(Cursor::new(bytes)),
+    })
+}
+
+/// Builds a snapshot from a copy of the state taken when openraft asked for the builder.
+pub(crate) struct SnapshotBuilder {
+    dir: PathBuf,
+    meta: SnapshotMeta<u64, BasicNode>,
+    content: SnapshotContent,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+        let stored = StoredSnapshot {
+            meta: self.meta.clone(),
+            content: std::mem::take(&mut self.content),
+        };
+        // Durable before openraft may purge the log entries it covers.
+        persist(&self.dir, &stored)?;
+        let snapshot = to_snapshot(&stored)?;
+        tracing::info!(snapshot = %stored.meta, "built a metadata snapshot");
+        *lock(&self.current) = Some(stored);
+        Ok(snapshot)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StoreResult<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>)> {
+        Ok((self.last_applied, self.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<()>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            self.last_applied = Some(entry.log_id);
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(batch) => self.apply_batch(batch),
+                EntryPayload::Membership(m) => {
+                    self.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                }
+            }
+            out.push(());
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.built += 1;
+        let last = self.last_applied;
+        let snapshot_id = match last {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.built),
+            None => format!("none-{}", self.built),
+        };
+        let content = SnapshotContent {
+            cluster_id: self.shared.cluster_id().map(str::to_owned),
+            records: snapshot_records(&self.shared.read()),
+            recent: self.recent.iter().copied().collect(),
+        };
+        SnapshotBuilder {
+            dir: self.dir.clone(),
+            meta: SnapshotMeta {
+                last_log_id: last,
+                last_membership: self.last_membership.clone(),
+                snapshot_id,
+            },
+            content,
+            current: self.current.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StoreResult<()> {
+        let content: SnapshotContent = serde_json::from_slice(snapshot.get_ref())
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            content,
+        };
+        persist(&self.dir, &stored)?;
+        self.restore(&stored);
+        tracing::info!(snapshot = %meta, "installed a metadata snapshot from the leader");
+        *lock(&self.current) = Some(stored);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
+        let current = lock(&self.current).clone();
+        current.as_ref().map(to_snapshot).transpose()
+    }
+}
