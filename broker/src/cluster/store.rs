@@ -52,13 +52,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MetadataError + '_ {
 pub(crate) struct Shared {
     state: RwLock<ClusterState>,
     /// Counts applied changes; watchers wake on every change.
-    changes: watch::Sender<u64>,
+    pub(crate) changes: watch::Sender<u64>,
     /// Set once: from `cluster.id` in local mode, from the replicated state in a cluster.
     cluster_id: OnceLock<String>,
 }
 
 impl Shared {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Shared {
             state: RwLock::new(ClusterState::default()),
             changes: watch::channel(0).0,
@@ -176,10 +176,18 @@ impl MetadataStore {
     /// RPC listener and Raft, bootstraps the group (lowest voter) or asks to join it (learners).
     /// Returns at once; [`MetadataStore::wait_ready`] waits for a leader and catch-up.
     pub async fn open_cluster(options: RaftOptions) -> Result<Self, MetadataError> {
+        Self::open_cluster_on(options, None).await
+    }
+
+    /// [`MetadataStore::open_cluster`] on an RPC listener the caller bound (tests bind port 0).
+    pub async fn open_cluster_on(
+        options: RaftOptions,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Self, MetadataError> {
         let dir = options.dir.clone();
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let shared = Arc::new(Shared::new());
-        let node = RaftNode::start(options, shared.clone()).await?;
+        let node = RaftNode::start(options, shared.clone(), listener).await?;
         Ok(MetadataStore {
             dir,
             shared,

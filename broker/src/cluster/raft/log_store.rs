@@ -224,3 +224,106 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.remove_range(..=log_id.index, Some((LAST_PURGED, purged)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::cluster::MetadataRecord;
+    use crate::cluster::raft::MetadataBatch;
+    use crate::cluster::raft::state_machine::StateMachine;
+    use crate::cluster::store::Shared;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+            let dir = tempfile::tempdir().map_err(|e| StorageIOError::write_logs(&e))?;
+            let log = LogStore::open(dir.path()).map_err(|e| StorageIOError::write_logs(&e))?;
+            let sm = StateMachine::open(dir.path(), Arc::new(Shared::new()))
+                .map_err(|e| StorageIOError::write_logs(&e))?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn the_store_passes_openraft_storage_conformance() {
+        Suite::test_all(Builder).unwrap();
+    }
+
+    fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 0), index),
+            payload: EntryPayload::Normal(MetadataBatch::new(vec![
+                MetadataRecord::AllocateProducerIds {
+                    next: i64::try_from(index).unwrap(),
+                },
+            ])),
+        }
+    }
+
+    #[tokio::test]
+    async fn log_vote_and_commit_index_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let vote = Vote::new_committed(3, 1);
+        {
+            let mut s = LogStore::open(dir.path()).unwrap();
+            s.blocking_append((1..=10).map(|i| entry(2, i))).await.unwrap();
+            s.save_vote(&vote).await.unwrap();
+            s.save_committed(Some(LogId::new(CommittedLeaderId::new(2, 0), 8)))
+                .await
+                .unwrap();
+            s.purge(LogId::new(CommittedLeaderId::new(2, 0), 3))
+                .await
+                .unwrap();
+            s.truncate(LogId::new(CommittedLeaderId::new(2, 0), 9))
+                .await
+                .unwrap();
+        }
+        let mut s = LogStore::open(dir.path()).unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(
+            s.read_committed().await.unwrap().map(|l| l.index),
+            Some(8)
+        );
+        assert_eq!(s.committed_index().load(Ordering::Relaxed), 8);
+        let state = s.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(8));
+        let entries = s.try_get_log_entries(0..100).await.unwrap();
+        let indexes: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (4..=8).collect::<Vec<_>>());
+        assert!(matches!(
+            &entries[0].payload,
+            EntryPayload::Normal(b) if b.records == [MetadataRecord::AllocateProducerIds { next: 4 }]
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_fully_purged_log_reports_the_purged_id_as_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path()).unwrap();
+        s.blocking_append((1..=4).map(|i| entry(1, i))).await.unwrap();
+        s.purge(LogId::new(CommittedLeaderId::new(1, 0), 4))
+            .await
+            .unwrap();
+        drop(s);
+        let mut s = LogStore::open(dir.path()).unwrap();
+        let state = s.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, state.last_purged_log_id);
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(4));
+        assert!(s.try_get_log_entries(..).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("raft.redb"), b"torn or foreign bytes").unwrap();
+        assert!(LogStore::open(dir.path()).is_err());
+    }
+}

@@ -86,10 +86,12 @@ fn raft_err(e: impl std::fmt::Display) -> MetadataError {
 }
 
 impl RaftNode {
-    /// Opens the storage, binds the RPC listener and starts Raft and the background tasks.
+    /// Opens the storage, binds the RPC listener (unless `listener` is given) and starts Raft and
+    /// the background tasks.
     pub(crate) async fn start(
         options: RaftOptions,
         shared: Arc<Shared>,
+        listener: Option<TcpListener>,
     ) -> Result<Arc<Self>, MetadataError> {
         let log_store = LogStore::open(&options.dir).map_err(raft_err)?;
         let committed = log_store.committed_index();
@@ -107,9 +109,15 @@ impl RaftNode {
         }
         .validate()
         .map_err(raft_err)?;
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|e| raft_err(format!("binding the cluster listener on {}: {e}", options.listen)))?;
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(options.listen).await.map_err(|e| {
+                raft_err(format!(
+                    "binding the cluster listener on {}: {e}",
+                    options.listen
+                ))
+            })?,
+        };
         let local_addr = listener.local_addr().map_err(raft_err)?;
         let advertised = options
             .advertised

@@ -247,3 +247,146 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         current.as_ref().map(to_snapshot).transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::cluster::{PartitionInfo, TopicInfo};
+
+    fn create(name: &str) -> MetadataRecord {
+        MetadataRecord::CreateTopic(TopicInfo {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            partitions: vec![PartitionInfo::new(0, vec![0, 1])],
+            configs: BTreeMap::new(),
+        })
+    }
+
+    fn normal(index: u64, batch: MetadataBatch) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(batch),
+        }
+    }
+
+    fn open(dir: &Path) -> (StateMachine, Arc<Shared>) {
+        let shared = Arc::new(Shared::new());
+        (StateMachine::open(dir, shared.clone()).unwrap(), shared)
+    }
+
+    #[tokio::test]
+    async fn a_retried_batch_is_applied_once_and_the_first_cluster_id_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, shared) = open(dir.path());
+        let batch = MetadataBatch::new(vec![MetadataRecord::AllocateProducerIds { next: 10 }]);
+        let first_id = MetadataBatch {
+            cluster_id: Some("first".into()),
+            ..MetadataBatch::new(Vec::new())
+        };
+        let second_id = MetadataBatch {
+            cluster_id: Some("second".into()),
+            ..MetadataBatch::new(Vec::new())
+        };
+        let changes = shared.changes.subscribe();
+        sm.apply([
+            normal(1, first_id),
+            normal(2, batch.clone()),
+            normal(3, second_id),
+            normal(4, batch),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(shared.cluster_id(), Some("first"));
+        assert_eq!(shared.read().next_producer_id, 10);
+        assert!(changes.has_changed().unwrap());
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_rebuilds_the_same_state_elsewhere_and_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, shared) = open(dir.path());
+        let membership = Membership::new(vec![[0, 1, 2].into()], None);
+        sm.apply([
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 0), 1),
+                payload: EntryPayload::Membership(membership.clone()),
+            },
+            normal(
+                2,
+                MetadataBatch {
+                    cluster_id: Some("c1".into()),
+                    ..MetadataBatch::new(vec![create("a"), create("b")])
+                },
+            ),
+            normal(3, MetadataBatch::new(vec![MetadataRecord::DeleteTopic { name: "a".into() }])),
+        ])
+        .await
+        .unwrap();
+        let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
+
+        // Installed on another node.
+        let other = tempfile::tempdir().unwrap();
+        let (mut sm2, shared2) = open(other.path());
+        sm2.install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+            .await
+            .unwrap();
+        assert_eq!(shared2.cluster_id(), Some("c1"));
+        assert_eq!(
+            shared2.read().topics.keys().collect::<Vec<_>>(),
+            vec!["b"]
+        );
+        assert_eq!(
+            shared2.read().topic("b"),
+            shared.read().topic("b"),
+        );
+        let (applied, m) = sm2.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+        assert_eq!(m.membership(), &membership);
+
+        // Restored from the file after a restart, with the batch ids it had seen.
+        drop(sm);
+        let (mut sm3, shared3) = open(dir.path());
+        assert_eq!(shared3.cluster_id(), Some("c1"));
+        assert!(shared3.read().topic("b").is_some() && shared3.read().topic("a").is_none());
+        let current = sm3.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snapshot.meta);
+        assert_eq!(sm3.recent.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_torn_temporary_snapshot_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _) = open(dir.path());
+        sm.apply([normal(1, MetadataBatch::new(vec![create("a")]))])
+            .await
+            .unwrap();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        // A crash in the middle of writing the next snapshot leaves only a torn temporary file.
+        std::fs::write(dir.path().join("snapshot.tmp"), b"{\"meta\":{\"last_lo").unwrap();
+        drop(sm);
+        let (mut sm, shared) = open(dir.path());
+        assert!(shared.read().topic("a").is_some());
+        assert_eq!(sm.applied_state().await.unwrap().0.map(|l| l.index), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_snapshot_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{\"meta\":").unwrap();
+        assert!(StateMachine::open(dir.path(), Arc::new(Shared::new())).is_err());
+        let (mut sm, _) = open(tempfile::tempdir().unwrap().path());
+        let meta = SnapshotMeta::default();
+        assert!(
+            sm.install_snapshot(&meta, Box::new(Cursor::new(b"nope".to_vec())))
+                .await
+                .is_err()
+        );
+    }
+}
