@@ -212,7 +212,12 @@ impl RaftNode {
             return false;
         }
         if leader == self.id {
+            // A leader cut off from its quorum is not current: it may have been replaced.
+            let quorum_recent = m
+                .millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) < self.contact_timeout.as_millis());
             return m.state == ServerState::Leader
+                && quorum_recent
                 && applied >= Some(self.committed.load(Ordering::Relaxed));
         }
         let contact = *self
@@ -279,7 +284,15 @@ impl RaftNode {
             }
             let attempt = match self.current_leader() {
                 None => Err("no leader known".to_owned()),
-                Some(l) if l == self.id => self.propose(batch.clone()).await.map_err(|e| e.to_string()),
+                Some(l) if l == self.id => {
+                    // A leader that lost its quorum never finishes the write: bound the wait. If
+                    // the entry commits later, the retry is dropped as a duplicate.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, self.propose(batch.clone())).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => Err("the leader did not commit in time".to_owned()),
+                    }
+                }
                 Some(l) => self.forward(l, batch, deadline).await,
             };
             match attempt {
