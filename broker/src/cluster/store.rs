@@ -179,6 +179,21 @@ impl MetadataStore {
         Self::open_cluster_on(options, None).await
     }
 
+    /// [`MetadataStore::open_cluster`], then waits up to `ready_timeout` for a leader and catch-up
+    /// (see [`MetadataStore::wait_ready`]); on failure Raft is stopped again.
+    pub async fn open_cluster_ready(
+        options: RaftOptions,
+        ready_timeout: Duration,
+    ) -> Result<Self, MetadataError> {
+        let store = Self::open_cluster(options).await?;
+        tracing::info!(timeout = ?ready_timeout, "waiting for a metadata leader and catch-up");
+        if let Err(e) = store.wait_ready(ready_timeout).await {
+            store.shutdown().await;
+            return Err(e);
+        }
+        Ok(store)
+    }
+
     /// [`MetadataStore::open_cluster`] on an RPC listener the caller bound (tests bind port 0).
     pub async fn open_cluster_on(
         options: RaftOptions,
@@ -257,12 +272,12 @@ impl MetadataStore {
         }
     }
 
-    /// The controller's broker id: the Raft leader, `None` while unknown (local mode: `None`, the
-    /// caller answers with its own id).
-    pub fn controller_id(&self) -> Option<i32> {
+    /// The controller's broker id for Metadata and DescribeCluster: the Raft leader, -1 while none
+    /// is known; `this_broker` in local mode.
+    pub fn controller_id(&self, this_broker: i32) -> i32 {
         match &self.backend {
-            Backend::Local(_) => None,
-            Backend::Raft(node) => node.leader(),
+            Backend::Local(_) => this_broker,
+            Backend::Raft(node) => node.leader().unwrap_or(-1),
         }
     }
 

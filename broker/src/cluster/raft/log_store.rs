@@ -5,6 +5,11 @@
 //! copy-on-write commit leaves either the old or the new state after a crash at any point. Entries
 //! are JSON; the file is small because the log is purged behind each snapshot.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "openraft's storage traits fix `StorageError` as the error type"
+)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -12,9 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{
-    Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
-};
+use openraft::{Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -273,7 +276,9 @@ mod tests {
         let vote = Vote::new_committed(3, 1);
         {
             let mut s = LogStore::open(dir.path()).unwrap();
-            s.blocking_append((1..=10).map(|i| entry(2, i))).await.unwrap();
+            s.blocking_append((1..=10).map(|i| entry(2, i)))
+                .await
+                .unwrap();
             s.save_vote(&vote).await.unwrap();
             s.save_committed(Some(LogId::new(CommittedLeaderId::new(2, 0), 8)))
                 .await
@@ -287,10 +292,7 @@ mod tests {
         }
         let mut s = LogStore::open(dir.path()).unwrap();
         assert_eq!(s.read_vote().await.unwrap(), Some(vote));
-        assert_eq!(
-            s.read_committed().await.unwrap().map(|l| l.index),
-            Some(8)
-        );
+        assert_eq!(s.read_committed().await.unwrap().map(|l| l.index), Some(8));
         assert_eq!(s.committed_index().load(Ordering::Relaxed), 8);
         let state = s.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
@@ -308,7 +310,9 @@ mod tests {
     async fn a_fully_purged_log_reports_the_purged_id_as_last() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = LogStore::open(dir.path()).unwrap();
-        s.blocking_append((1..=4).map(|i| entry(1, i))).await.unwrap();
+        s.blocking_append((1..=4).map(|i| entry(1, i)))
+            .await
+            .unwrap();
         s.purge(LogId::new(CommittedLeaderId::new(1, 0), 4))
             .await
             .unwrap();

@@ -100,6 +100,31 @@ pub struct RaftOptions {
 }
 
 impl RaftOptions {
+    /// Options for broker `node_id` from its validated cluster flags, with files in `dir`.
+    pub fn from_config(
+        node_id: i32,
+        cluster: &crate::config::ClusterConfig,
+        dir: PathBuf,
+    ) -> Result<Self, super::MetadataError> {
+        let id = |i: i32| {
+            u64::try_from(i).map_err(|_| {
+                super::MetadataError::Unavailable(format!("broker id {i} is negative"))
+            })
+        };
+        let voters = cluster
+            .voters
+            .iter()
+            .map(|(&i, addr)| Ok((id(i)?, addr.clone())))
+            .collect::<Result<_, super::MetadataError>>()?;
+        Ok(RaftOptions::new(
+            id(node_id)?,
+            voters,
+            cluster.listen,
+            Some(cluster.advertised.clone()),
+            dir,
+        ))
+    }
+
     /// Options with the default timings.
     pub fn new(
         node_id: u64,

@@ -166,11 +166,6 @@ impl RaftNode {
         &self.raft
     }
 
-    /// The address the RPC listener is bound to.
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
     fn metrics(&self) -> RaftMetrics<u64, BasicNode> {
         self.raft.metrics().borrow().clone()
     }
@@ -280,7 +275,9 @@ impl RaftNode {
     ) -> Result<u64, MetadataError> {
         loop {
             if self.shutdown.is_cancelled() {
-                return Err(MetadataError::Unavailable("metadata raft is shut down".into()));
+                return Err(MetadataError::Unavailable(
+                    "metadata raft is shut down".into(),
+                ));
             }
             let attempt = match self.current_leader() {
                 None => Err("no leader known".to_owned()),
@@ -311,7 +308,12 @@ impl RaftNode {
         }
     }
 
-    async fn forward(&self, leader: u64, batch: &MetadataBatch, deadline: Instant) -> Result<u64, String> {
+    async fn forward(
+        &self,
+        leader: u64,
+        batch: &MetadataBatch,
+        deadline: Instant,
+    ) -> Result<u64, String> {
         let addr = self
             .addr_of(leader)
             .ok_or_else(|| format!("no address for leader {leader}"))?;
@@ -339,7 +341,9 @@ impl RaftNode {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, metrics.changed()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(MetadataError::Unavailable("metadata raft stopped".into())),
+                Ok(Err(_)) => {
+                    return Err(MetadataError::Unavailable("metadata raft stopped".into()));
+                }
                 Err(_) => {
                     return Err(MetadataError::Unavailable(format!(
                         "change committed at index {index} but not applied here within {:?}",
@@ -355,7 +359,9 @@ impl RaftNode {
         match self.raft.client_write(batch).await {
             Ok(resp) => Ok(resp.log_id.index),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Refusal::NotLeader { leader: f.leader_id })
+                Err(Refusal::NotLeader {
+                    leader: f.leader_id,
+                })
             }
             Err(e) => Err(Refusal::Failed(e.to_string())),
         }
@@ -394,15 +400,24 @@ impl RaftNode {
 
     /// Sends a broker's heartbeat to the leader (recorded directly when this node leads).
     pub(crate) async fn heartbeat(&self, broker_id: i32) -> Result<(), MetadataError> {
-        let refused = |e: String| MetadataError::Unavailable(format!("heartbeat of broker {broker_id}: {e}"));
+        let refused =
+            |e: String| MetadataError::Unavailable(format!("heartbeat of broker {broker_id}: {e}"));
         match self.current_leader() {
             None => Err(refused("no leader known".into())),
-            Some(l) if l == self.id => self.record_heartbeat(broker_id).map_err(|e| refused(e.to_string())),
+            Some(l) if l == self.id => self
+                .record_heartbeat(broker_id)
+                .map_err(|e| refused(e.to_string())),
             Some(l) => {
-                let addr = self.addr_of(l).ok_or_else(|| refused(format!("no address for leader {l}")))?;
+                let addr = self
+                    .addr_of(l)
+                    .ok_or_else(|| refused(format!("no address for leader {l}")))?;
                 match self
                     .peers
-                    .call(&addr, &Request::Heartbeat { broker_id }, self.peers.timeout())
+                    .call(
+                        &addr,
+                        &Request::Heartbeat { broker_id },
+                        self.peers.timeout(),
+                    )
                     .await
                 {
                     Ok(Response::Done(r)) => r.map_err(|e| refused(e.to_string())),
@@ -440,9 +455,16 @@ impl RaftNode {
 
     /// A broker asks to be a learner. The leader adds it (unless it is a member at that address
     /// already); another voter forwards the request once to the leader it knows.
-    pub(crate) async fn handle_join(&self, id: u64, addr: String, forwarded: bool) -> Result<(), Refusal> {
+    pub(crate) async fn handle_join(
+        &self,
+        id: u64,
+        addr: String,
+        forwarded: bool,
+    ) -> Result<(), Refusal> {
         if self.voters.contains_key(&id) {
-            return Err(Refusal::Failed(format!("node {id} is a voter, not a learner")));
+            return Err(Refusal::Failed(format!(
+                "node {id} is a voter, not a learner"
+            )));
         }
         let leader = self.current_leader();
         if leader == Some(self.id) {
@@ -456,7 +478,9 @@ impl RaftNode {
                     Ok(())
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    Err(Refusal::NotLeader { leader: f.leader_id })
+                    Err(Refusal::NotLeader {
+                        leader: f.leader_id,
+                    })
                 }
                 Err(e) => Err(Refusal::Failed(e.to_string())),
             };
@@ -465,8 +489,16 @@ impl RaftNode {
             return Err(Refusal::NotLeader { leader });
         };
         let leader_addr = self.addr_of(l).ok_or(Refusal::NotLeader { leader })?;
-        let req = Request::Join { id, addr, forwarded: true };
-        match self.peers.call(&leader_addr, &req, self.peers.timeout()).await {
+        let req = Request::Join {
+            id,
+            addr,
+            forwarded: true,
+        };
+        match self
+            .peers
+            .call(&leader_addr, &req, self.peers.timeout())
+            .await
+        {
             Ok(Response::Done(r)) => r,
             Ok(other) => Err(Refusal::Failed(format!("unexpected reply {other:?}"))),
             Err(e) => Err(Refusal::Failed(e.to_string())),
@@ -485,7 +517,9 @@ impl RaftNode {
                         .map(|(&id, addr)| (id, BasicNode::new(addr.clone())))
                         .collect();
                     match self.raft.initialize(members).await {
-                        Ok(()) => tracing::info!(voters = ?self.voters, "initialized the metadata quorum"),
+                        Ok(()) => {
+                            tracing::info!(voters = ?self.voters, "initialized the metadata quorum");
+                        }
                         Err(e) => tracing::info!(error = %e, "metadata quorum already initialized"),
                     }
                 }
@@ -500,7 +534,13 @@ impl RaftNode {
         let mut backoff = Duration::from_millis(200);
         loop {
             let member = BasicNode::new(self.advertised.clone());
-            if self.metrics().membership_config.membership().get_node(&self.id) == Some(&member) {
+            if self
+                .metrics()
+                .membership_config
+                .membership()
+                .get_node(&self.id)
+                == Some(&member)
+            {
                 return;
             }
             for addr in self.voters.values() {
@@ -514,8 +554,12 @@ impl RaftNode {
                         tracing::info!(via = %addr, "joined the metadata quorum as a learner");
                         return;
                     }
-                    Ok(Response::Done(Err(e))) => tracing::debug!(via = %addr, error = %e, "join refused"),
-                    Ok(other) => tracing::debug!(via = %addr, reply = ?other, "unexpected join reply"),
+                    Ok(Response::Done(Err(e))) => {
+                        tracing::debug!(via = %addr, error = %e, "join refused");
+                    }
+                    Ok(other) => {
+                        tracing::debug!(via = %addr, reply = ?other, "unexpected join reply");
+                    }
                     Err(e) => tracing::debug!(via = %addr, error = %e, "join failed"),
                 }
             }
@@ -539,8 +583,12 @@ impl RaftNode {
             let gauge = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).unwrap_or(-1);
             self.gauges.term.set(gauge(Some(m.current_term)));
             self.gauges.leader.set(gauge(m.current_leader));
-            self.gauges.applied.set(gauge(m.last_applied.map(|l| l.index)));
-            self.gauges.committed.set(gauge(Some(self.committed.load(Ordering::Relaxed))));
+            self.gauges
+                .applied
+                .set(gauge(m.last_applied.map(|l| l.index)));
+            self.gauges
+                .committed
+                .set(gauge(Some(self.committed.load(Ordering::Relaxed))));
             self.gauges.controller.set(i64::from(leading));
             if leading && led_term != Some(m.current_term) {
                 led_term = Some(m.current_term);
@@ -548,9 +596,15 @@ impl RaftNode {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clear();
-                tracing::info!(term = m.current_term, "this node is the metadata controller");
+                tracing::info!(
+                    term = m.current_term,
+                    "this node is the metadata controller"
+                );
             }
-            if leading && self.shared.cluster_id().is_none() && proposed_term != Some(m.current_term) {
+            if leading
+                && self.shared.cluster_id().is_none()
+                && proposed_term != Some(m.current_term)
+            {
                 proposed_term = Some(m.current_term);
                 let node = self.clone();
                 self.tasks.spawn(async move {
@@ -573,11 +627,31 @@ impl RaftNode {
     /// Registers the gauges in `registry`.
     pub(crate) fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         let g = &self.gauges;
-        registry.register("metadata_raft_term", "Raft term of the metadata quorum", g.term.clone());
-        registry.register("metadata_raft_leader_id", "Broker id of the metadata leader (-1: unknown)", g.leader.clone());
-        registry.register("metadata_raft_commit_index", "Metadata log index known committed", g.committed.clone());
-        registry.register("metadata_raft_applied_index", "Metadata log index applied here", g.applied.clone());
-        registry.register("metadata_is_controller", "1 when this broker is the metadata leader", g.controller.clone());
+        registry.register(
+            "metadata_raft_term",
+            "Raft term of the metadata quorum",
+            g.term.clone(),
+        );
+        registry.register(
+            "metadata_raft_leader_id",
+            "Broker id of the metadata leader (-1: unknown)",
+            g.leader.clone(),
+        );
+        registry.register(
+            "metadata_raft_commit_index",
+            "Metadata log index known committed",
+            g.committed.clone(),
+        );
+        registry.register(
+            "metadata_raft_applied_index",
+            "Metadata log index applied here",
+            g.applied.clone(),
+        );
+        registry.register(
+            "metadata_is_controller",
+            "1 when this broker is the metadata leader",
+            g.controller.clone(),
+        );
     }
 
     /// Stops the RPC listener, Raft and the background tasks.

@@ -34,7 +34,9 @@ pub(crate) enum Request {
         forwarded: bool,
     },
     /// A broker's liveness signal, for the leader (the controller) to record.
-    Heartbeat { broker_id: i32 },
+    Heartbeat {
+        broker_id: i32,
+    },
 }
 
 /// Why the receiver did not do what was asked.

@@ -5,6 +5,11 @@
 //! atomically, `snapshot.json`) plus the log after it, which openraft re-applies up to the saved
 //! commit index on start. Applying is deterministic, so every node derives the same state.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "openraft's storage traits fix `StorageError` as the error type"
+)]
+
 use std::collections::{HashSet, VecDeque};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -324,11 +329,19 @@ mod tests {
                     ..MetadataBatch::new(vec![create("a"), create("b")])
                 },
             ),
-            normal(3, MetadataBatch::new(vec![MetadataRecord::DeleteTopic { name: "a".into() }])),
+            normal(
+                3,
+                MetadataBatch::new(vec![MetadataRecord::DeleteTopic { name: "a".into() }]),
+            ),
         ])
         .await
         .unwrap();
-        let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
         assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
 
         // Installed on another node.
@@ -338,14 +351,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(shared2.cluster_id(), Some("c1"));
-        assert_eq!(
-            shared2.read().topics.keys().collect::<Vec<_>>(),
-            vec!["b"]
-        );
-        assert_eq!(
-            shared2.read().topic("b"),
-            shared.read().topic("b"),
-        );
+        assert_eq!(shared2.read().topics.keys().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(shared2.read().topic("b"), shared.read().topic("b"),);
         let (applied, m) = sm2.applied_state().await.unwrap();
         assert_eq!(applied.map(|l| l.index), Some(3));
         assert_eq!(m.membership(), &membership);
@@ -367,13 +374,20 @@ mod tests {
         sm.apply([normal(1, MetadataBatch::new(vec![create("a")]))])
             .await
             .unwrap();
-        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
         // A crash in the middle of writing the next snapshot leaves only a torn temporary file.
         std::fs::write(dir.path().join("snapshot.tmp"), b"{\"meta\":{\"last_lo").unwrap();
         drop(sm);
         let (mut sm, shared) = open(dir.path());
         assert!(shared.read().topic("a").is_some());
-        assert_eq!(sm.applied_state().await.unwrap().0.map(|l| l.index), Some(1));
+        assert_eq!(
+            sm.applied_state().await.unwrap().0.map(|l| l.index),
+            Some(1)
+        );
     }
 
     #[tokio::test]
