@@ -192,6 +192,13 @@ impl Broker {
 /// `odradek broker`: runs until `shutdown`.
 pub async fn run(args: BrokerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let broker = Broker::open(config).await?;
+    // In a cluster, opening waits for the metadata quorum: a signal meanwhile ends the wait.
+    let broker = tokio::select! {
+        b = Broker::open(config) => b?,
+        () = shutdown.cancelled() => {
+            tracing::info!("shutdown requested before the broker started");
+            return Ok(());
+        }
+    };
     broker.serve(shutdown).await
 }
