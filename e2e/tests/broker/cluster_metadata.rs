@@ -10,7 +10,7 @@ use kafka_protocol::messages::{DescribeClusterRequest, MetadataRequest, Metadata
 
 use crate::admin::create_topic;
 use crate::common::wire::Wire;
-use crate::common::{BrokerProcess, free_port, wait_until};
+use crate::common::{BrokerProcess, free_port, http_get, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -111,7 +111,24 @@ fn three_brokers_share_metadata_and_survive_the_loss_of_the_controller() {
             metadata(b).is_some_and(|m| m.controller_id.0 == controller)
         });
         assert_eq!(described_controller(b), controller);
+        assert_eq!(http_get(b.http, "/readyz").map(|r| r.0), Some(200));
     }
+    let metrics = |b: &BrokerProcess| {
+        http_get(b.http, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default()
+    };
+    let controller_index = usize::try_from(controller).expect("controller id");
+    assert!(
+        metrics(&brokers[controller_index]).contains("odradek_broker_metadata_is_controller 1"),
+        "{}",
+        metrics(&brokers[controller_index])
+    );
+    let follower = (controller_index + 1) % 3;
+    assert!(metrics(&brokers[follower]).contains("odradek_broker_metadata_is_controller 0"));
+    assert!(metrics(&brokers[follower]).contains(&format!(
+        "odradek_broker_metadata_raft_leader_id {controller}"
+    )));
 
     // kill -9 the controller: the other two elect a new one.
     let dead = usize::try_from(controller).expect("controller id");
