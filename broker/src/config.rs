@@ -433,6 +433,30 @@ mod tests {
         assert!(parse_voters("0a:1").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn formatted_voters_parse_back(
+            voters in proptest::collection::btree_map(0..1000i32, ("[a-z][a-z0-9.-]{0,20}", 1..=65535i32), 1..6)
+        ) {
+            let text = voters
+                .iter()
+                .map(|(id, (host, port))| format!("{id}@{host}:{port}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let parsed = parse_voters(&text).unwrap();
+            let expected: BTreeMap<i32, String> = voters
+                .iter()
+                .map(|(id, (host, port))| (*id, format!("{host}:{port}")))
+                .collect();
+            proptest::prop_assert_eq!(parsed, expected);
+        }
+
+        #[test]
+        fn parsing_arbitrary_voter_text_never_panics(text in ".{0,80}") {
+            let _ = parse_voters(&text);
+        }
+    }
+
     #[test]
     fn without_voters_the_broker_runs_alone() {
         let c = args(&[]).into_config().unwrap();

@@ -97,6 +97,8 @@ pub struct RaftOptions {
     pub rpc_timeout: Duration,
     /// Largest RPC frame accepted or sent, in bytes.
     pub max_frame_bytes: usize,
+    /// An inbound RPC connection without a request for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl RaftOptions {
@@ -147,6 +149,7 @@ impl RaftOptions {
             commit_timeout: Duration::from_secs(10),
             rpc_timeout: Duration::from_secs(5),
             max_frame_bytes: 64 << 20,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -109,12 +109,26 @@ impl Peers {
             addr: addr.to_owned(),
             source,
         };
-        // A pooled connection may have been closed by the peer meanwhile: on a failure to send on
-        // it, retry once on a fresh one (nothing was delivered).
+        // A pooled connection may have been closed by the peer meanwhile (idle timeout, restart):
+        // when sending on it fails, or it is closed before any reply, go on with a fresh one. A
+        // peer closes only between requests, so the request was not handled; even if it was, the
+        // requests are idempotent (Raft's) or deduplicated (a commit's batch id).
         if let Some(mut conn) = self.take(addr)
             && rpc::send(&mut conn, req).await.is_ok()
         {
-            return self.finish(addr, conn).await;
+            match rpc::recv::<_, Response>(&mut conn).await {
+                Ok(Some(reply)) => {
+                    self.give_back(addr, conn);
+                    return Ok(reply);
+                }
+                Ok(None) | Err(FrameError::Io(_)) => {}
+                Err(source) => {
+                    return Err(CallError::Frame {
+                        addr: addr.to_owned(),
+                        source,
+                    });
+                }
+            }
         }
         let stream = TcpStream::connect(addr)
             .await

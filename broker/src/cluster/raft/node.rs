@@ -150,7 +150,10 @@ impl RaftNode {
         node.tasks.spawn(super::server::serve(
             listener,
             node.clone(),
-            options.max_frame_bytes,
+            super::server::Limits {
+                max_frame_bytes: options.max_frame_bytes,
+                idle_timeout: options.idle_timeout,
+            },
             node.shutdown.clone(),
         ));
         node.tasks.spawn(node.clone().bootstrap());
@@ -355,8 +358,16 @@ impl RaftNode {
     }
 
     /// On the leader: proposes `batch` and returns the index it was applied at.
+    /// Bounded by the commit timeout: a leader that lost its quorum would otherwise wait forever.
     pub(crate) async fn propose(&self, batch: MetadataBatch) -> Result<u64, Refusal> {
-        match self.raft.client_write(batch).await {
+        let write = tokio::time::timeout(self.commit_timeout, self.raft.client_write(batch));
+        let Ok(result) = write.await else {
+            return Err(Refusal::Failed(format!(
+                "not committed within {:?}",
+                self.commit_timeout
+            )));
+        };
+        match result {
             Ok(resp) => Ok(resp.log_id.index),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(Refusal::NotLeader {

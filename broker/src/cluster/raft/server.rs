@@ -1,7 +1,9 @@
 //! The inter-broker RPC listener (`--cluster-listen`): one task per connection, requests on a
-//! connection answered in order, a bound on concurrent connections, stopped by a token.
+//! connection answered in order, a bound on concurrent connections and on idle time, stopped by a
+//! token.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -14,11 +16,18 @@ use super::rpc::{self, Request, Response};
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
 
+/// Bounds on what one peer can hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
 /// Accepts connections until `shutdown`, then waits for the connection tasks to stop.
 pub(crate) async fn serve(
     listener: TcpListener,
     node: Arc<RaftNode>,
-    max_frame_bytes: usize,
+    limits: Limits,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
@@ -39,7 +48,7 @@ pub(crate) async fn serve(
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a cluster rpc connection");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -50,7 +59,7 @@ pub(crate) async fn serve(
             let _permit = permit;
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                r = connection(stream, &node, max_frame_bytes) => if let Err(e) = r {
+                r = connection(stream, &node, limits) => if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "cluster rpc connection closed");
                 },
             }
@@ -63,14 +72,19 @@ pub(crate) async fn serve(
 async fn connection(
     stream: TcpStream,
     node: &RaftNode,
-    max_frame_bytes: usize,
+    limits: Limits,
 ) -> Result<(), rpc::FrameError> {
-    let mut conn = rpc::framed(stream, max_frame_bytes);
-    while let Some(req) = rpc::recv::<_, Request>(&mut conn).await? {
+    let mut conn = rpc::framed(stream, limits.max_frame_bytes);
+    loop {
+        let Ok(next) = tokio::time::timeout(limits.idle_timeout, rpc::recv(&mut conn)).await else {
+            return Ok(());
+        };
+        let Some(req) = next? else {
+            return Ok(());
+        };
         let reply = handle(node, req).await;
         rpc::send(&mut conn, &reply).await?;
     }
-    Ok(())
 }
 
 async fn handle(node: &RaftNode, req: Request) -> Response {

@@ -288,3 +288,69 @@ async fn without_a_quorum_commit_fails_as_unavailable_after_its_deadline() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_voter_commits_alone_and_keeps_its_state_and_id_across_restart() {
+    let mut c = Cluster::start(1, |_| {}).await;
+    c.all_ready().await;
+    assert!(c.node(0).is_controller());
+    c.node(0).commit(vec![create("solo")]).await.unwrap();
+    let id = c.node(0).cluster_id().to_owned();
+    c.stop(0).await;
+    c.open(0, None).await;
+    c.node(0).wait_ready(DEADLINE).await.unwrap();
+    assert!(c.node(0).read().topic("solo").is_some());
+    assert_eq!(c.node(0).cluster_id(), id);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_rpc_listener_closes_that_connection_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::network::Peers;
+    use super::rpc::{Request, Response};
+
+    let c = Cluster::start(1, |o| o.max_frame_bytes = 4096).await;
+    c.all_ready().await;
+    let addr = c.addrs[&0];
+    let closed = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 64];
+        // The server answers nothing and closes: EOF or a reset.
+        matches!(
+            tokio::time::timeout(DEADLINE, s.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    };
+    // Not JSON.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&7u32.to_be_bytes()).await.unwrap();
+    s.write_all(b"garbage").await.unwrap();
+    assert!(closed(s).await);
+    // JSON of no known request.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let unknown = b"{\"Nope\":1}";
+    s.write_all(&u32::try_from(unknown.len()).unwrap().to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(unknown).await.unwrap();
+    assert!(closed(s).await);
+    // A frame over the limit.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&1_000_000u32.to_be_bytes()).await.unwrap();
+    assert!(closed(s).await);
+
+    // The node still serves well-formed requests.
+    let peers = Peers::new(4096, Duration::from_secs(2));
+    let reply = peers
+        .call(
+            &addr.to_string(),
+            &Request::Heartbeat { broker_id: 4 },
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(reply, Response::Done(Ok(()))), "{reply:?}");
+    assert!(c.node(0).heartbeats().contains_key(&4));
+    c.shutdown().await;
+}
