@@ -354,3 +354,66 @@ async fn garbage_on_the_rpc_listener_closes_that_connection_only() {
     assert!(c.node(0).heartbeats().contains_key(&4));
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_rebuild_from_snapshot_plus_log_and_a_lagging_node_gets_the_leaders_snapshot() {
+    let mut c = Cluster::start(3, |o| {
+        o.snapshot_every = 5;
+        o.logs_to_keep = 0;
+    })
+    .await;
+    c.all_ready().await;
+    for i in 0..12 {
+        c.node(i % 3)
+            .commit(vec![create(&format!("a{i}"))])
+            .await
+            .unwrap();
+    }
+    let leader = c.leader().await;
+    let lagging = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    for n in c.nodes.values() {
+        sees(n, "a11").await;
+    }
+    // Every node has a snapshot of its own and a log purged behind it.
+    for n in c.nodes.values() {
+        let raft = n.raft().unwrap().raft().clone();
+        poll(|| raft.metrics().borrow().purged.map(|_| ())).await;
+    }
+    c.stop(lagging).await;
+    for i in 0..12 {
+        c.node(other)
+            .commit(vec![create(&format!("b{i}"))])
+            .await
+            .unwrap();
+    }
+    c.node(leader)
+        .commit(vec![MetadataRecord::DeleteTopic { name: "a0".into() }])
+        .await
+        .unwrap();
+    let raft = c.node(leader).raft().unwrap().raft().clone();
+    let snapshot_before = raft.metrics().borrow().snapshot;
+    assert!(snapshot_before.is_some());
+
+    // The lagging node's log ends before the leader's purged prefix: it needs the snapshot.
+    c.open(lagging, None).await;
+    c.node(lagging).wait_ready(DEADLINE).await.unwrap();
+    sees(c.node(lagging), "b11").await;
+    assert!(c.node(lagging).read().topic("a0").is_none());
+    assert!(c.node(lagging).read().topic("a5").is_some());
+
+    // A restarted node comes back with exactly the state the others have.
+    c.stop(other).await;
+    c.open(other, None).await;
+    c.node(other).wait_ready(DEADLINE).await.unwrap();
+    let names = |n: &MetadataStore| n.read().topics.keys().cloned().collect::<Vec<_>>();
+    let expected = names(c.node(leader));
+    assert_eq!(expected.len(), 23);
+    poll(|| (names(c.node(other)) == expected).then_some(())).await;
+    poll(|| (names(c.node(lagging)) == expected).then_some(())).await;
+    assert_eq!(
+        c.node(other).read().next_producer_id,
+        c.node(leader).read().next_producer_id
+    );
+    c.shutdown().await;
+}
