@@ -7,8 +7,9 @@
 //!   persists and installs snapshots (the records that recreate the state).
 //! - `rpc` / `network` / `server`: the inter-broker RPC: length-prefixed JSON frames with a size
 //!   limit, pooled client connections with timeouts, and the listener that dispatches to the node.
-//! - `node`: one running Raft member: bootstrap, learner join, commit forwarding to the leader,
-//!   broker heartbeats, catch-up tracking, shutdown.
+//! - `node`: one running Raft member: commit forwarding to the leader, catch-up tracking and
+//!   shutdown; `node/membership` bootstraps the group and joins learners; `node/liveness` relays
+//!   broker heartbeats and follows Raft's metrics (gauges, cluster id).
 //!
 //! Voters are fixed by configuration (`--controller-voters`); every other broker joins as a learner,
 //! so it receives the metadata but never votes.
