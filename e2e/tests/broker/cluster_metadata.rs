@@ -1,7 +1,8 @@
 //! Three `odradek broker` processes sharing metadata through the Raft quorum: a topic created on one
 //! is visible on the others, all agree on brokers, cluster id and controller; after `kill -9` of the
 //! controller another takes over and topics can still be created; the killed broker restarts and
-//! catches up. Only metadata is checked here, not where partition data lives.
+//! catches up; a fourth broker outside the voter list joins as a learner. Only metadata is checked
+//! here, not where partition data lives.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -14,8 +15,9 @@ use crate::common::{BrokerProcess, free_port, http_get, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Starts brokers 0..n, all voters, and waits until every one serves.
-fn start_cluster(n: usize) -> Vec<BrokerProcess> {
+/// Starts brokers 0..n, all voters, and waits until every one serves. Returns them and the voter
+/// list.
+fn start_cluster(n: usize) -> (Vec<BrokerProcess>, String) {
     let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let voters = cluster_ports
         .iter()
@@ -40,7 +42,7 @@ fn start_cluster(n: usize) -> Vec<BrokerProcess> {
     for b in &mut brokers {
         b.wait_serving();
     }
-    brokers
+    (brokers, voters)
 }
 
 fn metadata(b: &BrokerProcess) -> Option<MetadataResponse> {
@@ -86,7 +88,7 @@ fn wait_for_topic(b: &BrokerProcess, topic: &str) -> MetadataResponse {
 
 #[test]
 fn three_brokers_share_metadata_and_survive_the_loss_of_the_controller() {
-    let mut brokers = start_cluster(3);
+    let (mut brokers, voters) = start_cluster(3);
 
     create_topic(brokers[1].kafka, "created-on-one", 2, &[]);
     let seen: Vec<MetadataResponse> = brokers
@@ -160,6 +162,30 @@ fn three_brokers_share_metadata_and_survive_the_loss_of_the_controller() {
     assert!(topics(&m).contains("created-on-one"));
     assert_eq!(cluster_id(&m), id);
     assert_eq!(broker_ids(&m), BTreeSet::from([0, 1, 2]));
+
+    // A broker outside the voter list joins as a learner and gets the same metadata.
+    let learner_port = free_port().to_string();
+    let mut learner = BrokerProcess::start(&[
+        "--node-id",
+        "3",
+        "--controller-voters",
+        &voters,
+        "--cluster-listen",
+        &format!("127.0.0.1:{learner_port}"),
+    ]);
+    let m = wait_for_topic(&learner, "after-failover");
+    assert_eq!(cluster_id(&m), id);
+    wait_until("the learner registered everywhere", WAIT, || {
+        brokers
+            .iter()
+            .chain([&learner])
+            .all(|b| metadata(b).is_some_and(|m| broker_ids(&m) == BTreeSet::from([0, 1, 2, 3])))
+    });
+    assert!(
+        learner.terminate(),
+        "the learner did not stop cleanly:\n{}",
+        learner.log()
+    );
     for b in &mut brokers {
         assert!(b.terminate(), "a broker did not stop cleanly:\n{}", b.log());
     }
