@@ -249,6 +249,27 @@ async fn a_learner_joins_and_receives_the_state_by_snapshot() {
     learner.commit(vec![create("from-learner")]).await.unwrap();
     assert!(learner.read().topic("from-learner").is_some());
     sees(c.node(leader), "from-learner").await;
+
+    // The learner comes back at another address: the leader follows it there.
+    c.stop(3).await;
+    c.node(leader)
+        .commit(vec![create("while-away")])
+        .await
+        .unwrap();
+    let old_addr = c.addrs.remove(&3).unwrap();
+    c.open(3, None).await;
+    assert_ne!(c.addrs[&3], old_addr);
+    c.node(3).wait_ready(DEADLINE).await.unwrap();
+    sees(c.node(3), "while-away").await;
+    let raft = c.node(leader).raft().unwrap().raft().clone();
+    let addr = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&3)
+        .map(|n| n.addr.clone());
+    assert_eq!(addr, Some(c.addrs[&3].to_string()));
     c.shutdown().await;
 }
 

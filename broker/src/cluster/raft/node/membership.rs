@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
 
 use super::super::rpc::{Refusal, Request, Response};
 use super::RaftNode;
@@ -31,12 +31,27 @@ impl RaftNode {
         let leader = self.current_leader();
         if leader == Some(self.id) {
             let member = BasicNode::new(addr.clone());
-            if self.metrics().membership_config.membership().get_node(&id) == Some(&member) {
-                return Ok(());
-            }
-            return match self.raft.add_learner(id, member, false).await {
+            let known = self
+                .metrics()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .cloned();
+            let result = match known {
+                Some(m) if m == member => return Ok(()),
+                // A learner that comes back at another address (a rescheduled pod): replacing a
+                // learner's address is safe, as learners do not vote.
+                Some(_) => {
+                    let nodes = BTreeMap::from([(id, member)]);
+                    self.raft
+                        .change_membership(ChangeMembers::SetNodes(nodes), true)
+                        .await
+                }
+                None => self.raft.add_learner(id, member, false).await,
+            };
+            return match result {
                 Ok(_) => {
-                    tracing::info!(node_id = id, %addr, "added a learner to the metadata quorum");
+                    tracing::info!(node_id = id, %addr, "learner in the metadata quorum at this address");
                     Ok(())
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
