@@ -74,6 +74,127 @@ pub struct BrokerArgs {
     /// Grace period for in-flight requests on SIGTERM before connections are closed, in milliseconds.
     #[arg(long, env = "ODRADEK_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
+
+    /// The metadata quorum's voters in Kafka's `controller.quorum.voters` format,
+    /// `0@host:9093,1@host:9093,2@host:9093` (id@host:port of each voter's cluster RPC listener).
+    /// Empty: a single broker with a local metadata journal. Brokers not listed join as learners.
+    #[arg(long, env = "ODRADEK_CONTROLLER_VOTERS", default_value = "")]
+    pub controller_voters: String,
+
+    /// Address the inter-broker RPC listener binds (with `--controller-voters`). Defaults to
+    /// `0.0.0.0:<port of this node's voter entry>`, or `0.0.0.0:9093` for a learner.
+    #[arg(long, env = "ODRADEK_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<SocketAddr>,
+
+    /// `host:port` other brokers use to reach this broker's RPC listener. Defaults to this node's
+    /// voter entry, or to the advertised host with the cluster listen port.
+    #[arg(long, env = "ODRADEK_CLUSTER_ADVERTISED")]
+    pub cluster_advertised: Option<String>,
+
+    /// How long start-up waits for a metadata leader and catch-up before giving up, in milliseconds.
+    #[arg(
+        long,
+        env = "ODRADEK_CLUSTER_READY_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
+    pub cluster_ready_timeout_ms: u64,
+}
+
+/// Default port of the inter-broker RPC listener (Kafka's controller listener port).
+pub const DEFAULT_CLUSTER_PORT: u16 = 9093;
+
+/// How this broker takes part in a multi-broker cluster (`--controller-voters` set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Voter broker id -> `host:port` of its RPC listener.
+    pub voters: BTreeMap<i32, String>,
+    /// Address the RPC listener binds.
+    pub listen: SocketAddr,
+    /// `host:port` others reach this broker's RPC listener at.
+    pub advertised: String,
+    /// Start-up's wait for a leader and catch-up.
+    pub ready_timeout: Duration,
+}
+
+/// Parses `0@host:9093,1@host:9093` into id -> `host:port`, rejecting duplicate ids.
+pub fn parse_voters(s: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut voters = BTreeMap::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("voter {entry:?} is not id@host:port"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("voter {entry:?} has a bad id {id:?}"))?;
+        if id < 0 {
+            return Err(format!("voter {entry:?} has a negative id"));
+        }
+        let (host, port) = split_host_port(addr.trim())
+            .ok_or_else(|| format!("voter {entry:?} has no host:port"))?;
+        if !(1..=65535).contains(&port) {
+            return Err(format!("voter {entry:?} has port {port} out of range"));
+        }
+        if voters.insert(id, format!("{host}:{port}")).is_some() {
+            return Err(format!("voter id {id} appears twice"));
+        }
+    }
+    Ok(voters)
+}
+
+impl BrokerArgs {
+    fn cluster_config(
+        &self,
+        node_id: i32,
+        advertised_host: &str,
+    ) -> Result<Option<ClusterConfig>, ConfigError> {
+        let bad = |flag, value: String, reason: String| ConfigError {
+            flag,
+            value,
+            reason,
+        };
+        let voters = parse_voters(&self.controller_voters)
+            .map_err(|r| bad("--controller-voters", self.controller_voters.clone(), r))?;
+        if voters.is_empty() {
+            return Ok(None);
+        }
+        let own = voters.get(&node_id);
+        let own_port = own
+            .and_then(|a| split_host_port(a))
+            .and_then(|(_, p)| u16::try_from(p).ok());
+        let listen = self.cluster_listen.unwrap_or_else(|| {
+            SocketAddr::from(([0, 0, 0, 0], own_port.unwrap_or(DEFAULT_CLUSTER_PORT)))
+        });
+        let advertised = match (&self.cluster_advertised, own) {
+            (Some(a), _) => a.clone(),
+            (None, Some(entry)) => entry.clone(),
+            (None, None) => format!("{advertised_host}:{}", listen.port()),
+        };
+        if split_host_port(&advertised).is_none() {
+            return Err(bad(
+                "--cluster-advertised",
+                advertised,
+                "expected host:port".into(),
+            ));
+        }
+        if let Some(entry) = own
+            && *entry != advertised
+        {
+            return Err(bad(
+                "--cluster-advertised",
+                advertised,
+                format!(
+                    "node {node_id} is voter {entry} in --controller-voters: the two must match"
+                ),
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            voters,
+            listen,
+            advertised,
+            ready_timeout: Duration::from_millis(self.cluster_ready_timeout_ms),
+        }))
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -100,6 +221,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     pub group_initial_rebalance_delay_ms: i32,
     pub shutdown_grace: Duration,
+    /// `None`: a single broker with a local metadata journal.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A flag whose value cannot be used.
@@ -133,7 +256,9 @@ impl BrokerArgs {
             value: advertised.clone(),
             reason: "expected host:port".into(),
         })?;
+        let cluster = self.cluster_config(node_id, &host)?;
         let config = BrokerConfig {
+            cluster,
             node_id,
             listen: self.listen,
             advertised_host: host,
@@ -217,6 +342,7 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             group_initial_rebalance_delay_ms: 0,
             shutdown_grace: Duration::from_secs(5),
+            cluster: None,
         }
     }
 }
@@ -279,5 +405,113 @@ mod tests {
         c.default_partitions = 0;
         let err = c.validate().unwrap_err();
         assert_eq!(err.flag, "--default-partitions");
+    }
+
+    fn args(extra: &[&str]) -> BrokerArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            broker: BrokerArgs,
+        }
+        let mut argv = vec!["odradek"];
+        argv.extend_from_slice(extra);
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().broker
+    }
+
+    #[test]
+    fn voters_parse_in_kafkas_quorum_format() {
+        let v = parse_voters("0@b-0.svc:9093, 1@10.0.0.2:9093,2@[::1]:9094").unwrap();
+        assert_eq!(v[&0], "b-0.svc:9093");
+        assert_eq!(v[&1], "10.0.0.2:9093");
+        assert_eq!(v[&2], "::1:9094");
+        assert!(parse_voters("").unwrap().is_empty());
+        assert!(parse_voters("0@a:1,0@b:2").unwrap_err().contains("twice"));
+        assert!(parse_voters("x@a:1").is_err());
+        assert!(parse_voters("-1@a:1").is_err());
+        assert!(parse_voters("0@a").is_err());
+        assert!(parse_voters("0@a:70000").is_err());
+        assert!(parse_voters("0a:1").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatted_voters_parse_back(
+            voters in proptest::collection::btree_map(0..1000i32, ("[a-z][a-z0-9.-]{0,20}", 1..=65535i32), 1..6)
+        ) {
+            let text = voters
+                .iter()
+                .map(|(id, (host, port))| format!("{id}@{host}:{port}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let parsed = parse_voters(&text).unwrap();
+            let expected: BTreeMap<i32, String> = voters
+                .iter()
+                .map(|(id, (host, port))| (*id, format!("{host}:{port}")))
+                .collect();
+            proptest::prop_assert_eq!(parsed, expected);
+        }
+
+        #[test]
+        fn parsing_arbitrary_voter_text_never_panics(text in ".{0,80}") {
+            let _ = parse_voters(&text);
+        }
+    }
+
+    #[test]
+    fn without_voters_the_broker_runs_alone() {
+        let c = args(&[]).into_config().unwrap();
+        assert_eq!(c.cluster, None);
+    }
+
+    #[test]
+    fn a_voter_listens_and_advertises_its_own_entry() {
+        let c = args(&[
+            "--node-id",
+            "1",
+            "--controller-voters",
+            "0@h0:9093,1@h1:9193",
+        ])
+        .into_config()
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.listen, "0.0.0.0:9193".parse().unwrap());
+        assert_eq!(cluster.advertised, "h1:9193");
+        assert_eq!(cluster.voters.len(), 2);
+    }
+
+    #[test]
+    fn a_learner_advertises_its_host_with_the_cluster_port() {
+        let c = args(&[
+            "--node-id",
+            "5",
+            "--controller-voters",
+            "0@h0:9093",
+            "--advertised-listener",
+            "b-5.svc:9092",
+        ])
+        .into_config()
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.listen, "0.0.0.0:9093".parse().unwrap());
+        assert_eq!(cluster.advertised, "b-5.svc:9093");
+    }
+
+    #[test]
+    fn a_voter_advertising_another_address_than_its_entry_is_rejected() {
+        let err = args(&[
+            "--node-id",
+            "0",
+            "--controller-voters",
+            "0@h0:9093",
+            "--cluster-advertised",
+            "other:9093",
+        ])
+        .into_config()
+        .unwrap_err();
+        assert_eq!(err.flag, "--cluster-advertised");
+        let err = args(&["--controller-voters", "0@h0:9093,0@h1:9093"])
+            .into_config()
+            .unwrap_err();
+        assert_eq!(err.flag, "--controller-voters");
     }
 }

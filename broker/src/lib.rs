@@ -12,7 +12,8 @@
 //! - [`group`]: the consumer-group coordinator (classic protocol, static membership) and committed
 //!   offsets, persisted in the compacted internal topic `__consumer_offsets`.
 //! - [`cluster`]: cluster metadata (brokers, topics with ids, partitions, configs), changed only by
-//!   applying records from a durable journal.
+//!   applying records from a durable journal (one broker) or from the metadata Raft group that
+//!   brokers share over their inter-broker RPC listener (a cluster).
 //! - [`partition`]: the partition log as the API sees it: append with idempotent-producer checks,
 //!   read, high watermark, truncation; waiting fetches subscribe to its high watermark.
 //! - [`storage`]: segment files with offset and time indexes, crash recovery, retention, compaction.

@@ -104,6 +104,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Registers metrics another component owns (the metadata quorum's gauges) in this registry.
+    pub fn register_with(&self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -38,7 +38,9 @@ pub(super) fn handle(
         .with_cluster_id(StrBytes::from_string(
             broker.metadata.cluster_id().to_owned(),
         ))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(
+            broker.metadata.controller_id(broker.config.node_id),
+        ))
         .with_brokers(brokers);
     if version >= 1 {
         response.endpoint_type = BROKERS;

@@ -57,7 +57,9 @@ pub(super) async fn handle(
         .collect();
     let mut response = MetadataResponse::default()
         .with_brokers(brokers)
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(
+            broker.metadata.controller_id(broker.config.node_id),
+        ))
         .with_topics(topics);
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(

@@ -2,12 +2,14 @@
 //! and the producer-id allocator.
 //!
 //! The state changes only by applying [`MetadataRecord`]s ([`ClusterState::apply`]), so the same
-//! records can later be replicated by consensus; [`MetadataStore`] persists them as a journal and
-//! replays it on start.
+//! records can be replicated by consensus: [`MetadataStore`] persists them as a local journal (one
+//! broker) or through the metadata Raft group ([`raft`], a cluster of brokers).
 
+pub mod raft;
 mod state;
 mod store;
 
+pub use raft::{MetadataBatch, RaftOptions};
 pub use state::{BrokerInfo, ClusterState, MetadataRecord, PartitionInfo, TopicInfo};
 pub use store::{MetadataError, MetadataStore};
 

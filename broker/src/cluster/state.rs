@@ -145,6 +145,11 @@ impl ClusterState {
                 self.brokers.insert(b.id, b.clone());
             }
             MetadataRecord::CreateTopic(t) => {
+                // The first create of a name wins: brokers that race to create the same topic
+                // (e.g. `__consumer_offsets` at cluster start) cannot replace each other's.
+                if self.topics.contains_key(&t.name) {
+                    return;
+                }
                 let mut t = t.clone();
                 for p in &mut t.partitions {
                     if p.isr.is_empty() {
@@ -378,6 +383,18 @@ mod tests {
         let mut s = ClusterState::default();
         s.apply(&r);
         assert_eq!(s.partition("a", 0).unwrap().isr, vec![0, 1]);
+    }
+
+    #[test]
+    fn a_second_create_of_the_same_name_is_ignored() {
+        let mut s = ClusterState::default();
+        let first = topic("a", 1);
+        s.apply(&MetadataRecord::CreateTopic(first.clone()));
+        s.apply(&MetadataRecord::CreateTopic(topic("a", 3)));
+        assert_eq!(s.topic("a"), Some(&first));
+        s.apply(&MetadataRecord::DeleteTopic { name: "a".into() });
+        s.apply(&MetadataRecord::CreateTopic(topic("a", 3)));
+        assert_eq!(s.topic("a").unwrap().partitions.len(), 3);
     }
 
     #[test]

@@ -2,14 +2,20 @@
 //! a change is applied and answered. On open the journal is replayed; a torn last line (a crash mid-write)
 //! is cut off. When the journal has grown well past the state it describes it is rewritten as a snapshot
 //! (the records that recreate the current state) through a temporary file and an atomic rename.
+//!
+//! In a cluster ([`MetadataStore::open_cluster`]) the same state is changed by the metadata Raft
+//! group instead (see [`super::raft`]): readers cannot tell the two apart.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::raft::{RaftNode, RaftOptions};
 use super::state::{ClusterState, MetadataRecord};
 
 const JOURNAL: &str = "metadata.log";
@@ -26,6 +32,12 @@ pub enum MetadataError {
     },
     #[error("metadata record could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    /// No leader took the change within the commit timeout, or the quorum is not reachable.
+    #[error("cluster metadata unavailable: {0}")]
+    Unavailable(String),
+    /// The Raft log or state machine failed; the node cannot continue.
+    #[error("cluster metadata raft failure: {0}")]
+    Raft(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MetadataError + '_ {
@@ -35,20 +47,85 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MetadataError + '_ {
     }
 }
 
-/// The cluster's metadata, persisted in `dir`.
+/// The applied metadata every reader sees, whichever backend changes it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: RwLock<ClusterState>,
+    /// Counts applied changes; watchers wake on every change.
+    pub(crate) changes: watch::Sender<u64>,
+    /// Set once: from `cluster.id` in local mode, from the replicated state in a cluster.
+    cluster_id: OnceLock<String>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Shared {
+            state: RwLock::new(ClusterState::default()),
+            changes: watch::channel(0).0,
+            cluster_id: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ClusterState> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies `records` in order and wakes the watchers.
+    pub(crate) fn apply(&self, records: &[MetadataRecord]) {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for r in records {
+            state.apply(r);
+        }
+        drop(state);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Replaces the whole state (a snapshot) and wakes the watchers.
+    pub(crate) fn replace(&self, new: ClusterState) {
+        *self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = new;
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.get().map(String::as_str)
+    }
+
+    /// Sets the cluster id unless one is set already (the first wins).
+    pub(crate) fn set_cluster_id(&self, id: &str) {
+        let _ = self.cluster_id.set(id.to_owned());
+    }
+}
+
+/// How changes are made durable.
+#[derive(Debug)]
+enum Backend {
+    /// This node's own journal (single broker, `odradek dev`). Held only while writing one change;
+    /// never across `.await`.
+    Local(Mutex<File>),
+    /// The metadata Raft group.
+    Raft(Arc<RaftNode>),
+}
+
+/// The cluster's metadata: a local journal in `dir`, or a Raft group whose files live in `dir`.
 #[derive(Debug)]
 pub struct MetadataStore {
     dir: PathBuf,
-    cluster_id: String,
-    /// Held only while writing one change; never across `.await`.
-    journal: Mutex<File>,
-    state: RwLock<ClusterState>,
-    /// Counts applied changes; watchers wake on every change.
-    changes: watch::Sender<u64>,
+    shared: Arc<Shared>,
+    backend: Backend,
+    /// Local mode: when each broker last heartbeated.
+    local_heartbeats: Mutex<HashMap<i32, Instant>>,
 }
 
 impl MetadataStore {
-    /// Opens (or creates) the store and replays the journal.
+    /// Opens (or creates) the local store and replays the journal.
     pub fn open(dir: &Path) -> Result<Self, MetadataError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let id_path = dir.join(CLUSTER_ID);
@@ -84,17 +161,60 @@ impl MetadataStore {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
+        let shared = Shared::new();
+        shared.replace(state);
+        shared.set_cluster_id(&cluster_id);
         Ok(MetadataStore {
             dir: dir.to_owned(),
-            cluster_id,
-            journal: Mutex::new(journal),
-            state: RwLock::new(state),
-            changes: watch::channel(0).0,
+            shared: Arc::new(shared),
+            backend: Backend::Local(Mutex::new(journal)),
+            local_heartbeats: Mutex::new(HashMap::new()),
         })
     }
 
+    /// Opens this node's member of the metadata Raft group: restores the last snapshot, starts the
+    /// RPC listener and Raft, bootstraps the group (lowest voter) or asks to join it (learners).
+    /// Returns at once; [`MetadataStore::wait_ready`] waits for a leader and catch-up.
+    pub async fn open_cluster(options: RaftOptions) -> Result<Self, MetadataError> {
+        Self::open_cluster_on(options, None).await
+    }
+
+    /// [`MetadataStore::open_cluster`], then waits up to `ready_timeout` for a leader and catch-up
+    /// (see [`MetadataStore::wait_ready`]); on failure Raft is stopped again.
+    pub async fn open_cluster_ready(
+        options: RaftOptions,
+        ready_timeout: Duration,
+    ) -> Result<Self, MetadataError> {
+        let store = Self::open_cluster(options).await?;
+        tracing::info!(timeout = ?ready_timeout, "waiting for a metadata leader and catch-up");
+        if let Err(e) = store.wait_ready(ready_timeout).await {
+            store.shutdown().await;
+            return Err(e);
+        }
+        Ok(store)
+    }
+
+    /// [`MetadataStore::open_cluster`] on an RPC listener the caller bound (tests bind port 0).
+    pub async fn open_cluster_on(
+        options: RaftOptions,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Self, MetadataError> {
+        let dir = options.dir.clone();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let shared = Arc::new(Shared::new());
+        let node = RaftNode::start(options, shared.clone(), listener).await?;
+        Ok(MetadataStore {
+            dir,
+            shared,
+            backend: Backend::Raft(node),
+            local_heartbeats: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The cluster id; empty in a cluster until the replicated id is applied here
+    /// ([`MetadataStore::wait_ready`] waits for it).
     pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+        self.shared.cluster_id().unwrap_or_default()
     }
 
     pub fn dir(&self) -> &Path {
@@ -103,45 +223,130 @@ impl MetadataStore {
 
     /// The current state. Readers never wait for disk.
     pub fn read(&self) -> RwLockReadGuard<'_, ClusterState> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.read()
     }
 
     /// Wakes on every applied change; the value counts changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+        self.shared.changes.subscribe()
     }
 
-    /// Makes `records` durable, then applies them. Either all are written or the call fails
-    /// and nothing is applied.
+    /// Makes `records` durable, then applies them. Either all are applied or none.
+    ///
+    /// In a cluster the batch goes to the Raft leader (forwarded from a follower); the call returns
+    /// once it is committed and applied on this node, so `read()` right after sees it. While no
+    /// leader is known it retries until the commit timeout, then fails with
+    /// [`MetadataError::Unavailable`]. A retried batch is applied at most once.
     pub async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), MetadataError> {
-        self.commit_local(&records)
+        match &self.backend {
+            Backend::Local(journal) => self.commit_local(journal, &records),
+            Backend::Raft(node) => node.commit(records).await,
+        }
     }
 
-    fn commit_local(&self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
+    fn commit_local(
+        &self,
+        journal: &Mutex<File>,
+        records: &[MetadataRecord],
+    ) -> Result<(), MetadataError> {
         let mut buf = Vec::new();
         for r in records {
             serde_json::to_writer(&mut buf, r)?;
             buf.push(b'\n');
         }
         let path = self.dir.join(JOURNAL);
-        let mut journal = self
-            .journal
+        let mut journal = journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         journal.write_all(&buf).map_err(io(&path))?;
         journal.sync_data().map_err(io(&path))?;
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for r in records {
-            state.apply(r);
-        }
-        drop(state);
-        self.changes.send_modify(|n| *n += 1);
+        self.shared.apply(records);
         Ok(())
+    }
+
+    /// Whether this node is the controller: the Raft leader (always true in local mode).
+    pub fn is_controller(&self) -> bool {
+        match &self.backend {
+            Backend::Local(_) => true,
+            Backend::Raft(node) => node.is_leader(),
+        }
+    }
+
+    /// The controller's broker id for Metadata and DescribeCluster: the Raft leader, -1 while none
+    /// is known; `this_broker` in local mode.
+    pub fn controller_id(&self, this_broker: i32) -> i32 {
+        match &self.backend {
+            Backend::Local(_) => this_broker,
+            Backend::Raft(node) => node.leader().unwrap_or(-1),
+        }
+    }
+
+    /// A broker's liveness signal, delivered to the Raft leader (local mode: recorded here).
+    pub async fn heartbeat(&self, broker_id: i32) -> Result<(), MetadataError> {
+        match &self.backend {
+            Backend::Local(_) => {
+                self.local_heartbeats
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(broker_id, Instant::now());
+                Ok(())
+            }
+            Backend::Raft(node) => node.heartbeat(broker_id).await,
+        }
+    }
+
+    /// On the controller: when each broker last heartbeated (since this node became leader).
+    /// Empty on other nodes.
+    pub fn heartbeats(&self) -> HashMap<i32, Instant> {
+        match &self.backend {
+            Backend::Local(_) => self
+                .local_heartbeats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            Backend::Raft(node) => node.heartbeats(),
+        }
+    }
+
+    /// Whether this node has applied everything the leader had committed when it last heard from
+    /// it (local mode: always).
+    pub fn caught_up(&self) -> bool {
+        match &self.backend {
+            Backend::Local(_) => true,
+            Backend::Raft(node) => node.caught_up(),
+        }
+    }
+
+    /// Waits until a leader is known, this node has caught up and the cluster id is known; fails
+    /// after `timeout`, saying what was missing. Immediate in local mode.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), MetadataError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(()),
+            Backend::Raft(node) => node.wait_ready(timeout).await,
+        }
+    }
+
+    /// The Raft handle and status, for metrics; `None` in local mode.
+    pub(crate) fn raft(&self) -> Option<&Arc<RaftNode>> {
+        match &self.backend {
+            Backend::Local(_) => None,
+            Backend::Raft(node) => Some(node),
+        }
+    }
+
+    /// Registers the metadata gauges (term, leader, commit and applied index, controller) in
+    /// `registry`. Local mode registers nothing.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        if let Some(node) = self.raft() {
+            node.register_metrics(registry);
+        }
+    }
+
+    /// Stops Raft and the RPC listener (cluster mode); a no-op locally.
+    pub async fn shutdown(&self) {
+        if let Backend::Raft(node) = &self.backend {
+            node.shutdown().await;
+        }
     }
 
     /// Hands out one producer id, reserving them in blocks so that the journal sees one record per block.
@@ -197,7 +402,7 @@ fn replay(path: &Path) -> Result<(ClusterState, usize, Option<u64>), MetadataErr
 }
 
 /// Records that recreate `state` from nothing.
-fn snapshot_records(state: &ClusterState) -> Vec<MetadataRecord> {
+pub(crate) fn snapshot_records(state: &ClusterState) -> Vec<MetadataRecord> {
     let mut out: Vec<MetadataRecord> = state
         .brokers
         .values()
@@ -241,7 +446,7 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<(), MetadataE
 }
 
 /// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
-fn new_cluster_id() -> String {
+pub(crate) fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = uuid::Uuid::new_v4().into_bytes();
     let mut bits: u32 = 0;

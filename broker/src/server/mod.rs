@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 pub use offsets_log::OFFSETS_TOPIC;
 pub use topics::{TopicError, TopicSpec};
 
-use crate::cluster::{BrokerInfo, MetadataRecord, MetadataStore};
+use crate::cluster::{BrokerInfo, MetadataRecord, MetadataStore, RaftOptions};
 use crate::config::{BrokerArgs, BrokerConfig};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::metrics::Metrics;
@@ -42,9 +42,17 @@ impl Broker {
     pub async fn open(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let metadata = Arc::new(MetadataStore::open(
-            &config.data_dir.join("__cluster_metadata"),
-        )?);
+        let metadata_dir = config.data_dir.join("__cluster_metadata");
+        let metadata = match &config.cluster {
+            None => Arc::new(MetadataStore::open(&metadata_dir)?),
+            Some(cluster) => Arc::new(
+                MetadataStore::open_cluster_ready(
+                    RaftOptions::from_config(config.node_id, cluster, metadata_dir)?,
+                    cluster.ready_timeout,
+                )
+                .await?,
+            ),
+        };
         Self::open_with_metadata(config, metadata).await
     }
 
@@ -96,6 +104,9 @@ impl Broker {
             ready: AtomicBool::new(false),
         });
         lookup.set(&broker);
+        broker
+            .metrics
+            .register_with(|r| broker.metadata.register_metrics(r));
         Ok(broker)
     }
 
@@ -107,9 +118,10 @@ impl Broker {
             .await?)
     }
 
-    /// True once the listener is bound and every partition is open.
+    /// True once the listener is bound and every partition is open, while this broker's metadata
+    /// is caught up with the quorum's.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.metadata.caught_up()
     }
 
     /// Binds the listeners and serves until `shutdown`; then stops accepting, lets requests in flight
@@ -171,6 +183,7 @@ impl Broker {
             tracing::warn!(grace = ?self.config.shutdown_grace, "requests still running after the grace period");
         }
         self.replicas.flush_all();
+        self.metadata.shutdown().await;
         tracing::info!("broker stopped");
         Ok(())
     }
@@ -179,6 +192,13 @@ impl Broker {
 /// `odradek broker`: runs until `shutdown`.
 pub async fn run(args: BrokerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let broker = Broker::open(config).await?;
+    // In a cluster, opening waits for the metadata quorum: a signal meanwhile ends the wait.
+    let broker = tokio::select! {
+        b = Broker::open(config) => b?,
+        () = shutdown.cancelled() => {
+            tracing::info!("shutdown requested before the broker started");
+            return Ok(());
+        }
+    };
     broker.serve(shutdown).await
 }

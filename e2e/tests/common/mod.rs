@@ -49,6 +49,14 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts a broker in a fresh temporary directory and waits until it serves.
     pub fn start(extra: &[&str]) -> Self {
+        let mut b = Self::launch(extra);
+        b.wait_serving();
+        b
+    }
+
+    /// Starts a broker in a fresh temporary directory without waiting for it to serve (brokers of
+    /// one cluster only serve once a metadata quorum is up, so they must start together).
+    pub fn launch(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("broker.log");
@@ -61,7 +69,7 @@ impl BrokerProcess {
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             _dir: Some(dir),
         };
-        b.spawn();
+        b.spawn_child();
         b
     }
 
@@ -71,6 +79,11 @@ impl BrokerProcess {
     }
 
     fn spawn(&mut self) {
+        self.spawn_child();
+        self.wait_serving();
+    }
+
+    fn spawn_child(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -97,6 +110,11 @@ impl BrokerProcess {
             .spawn()
             .expect("spawn odradek broker");
         self.child = Some(child);
+    }
+
+    /// Waits until the Kafka listener accepts connections, panicking with the log after 30 s or if
+    /// the process exits.
+    pub fn wait_serving(&mut self) {
         let kafka = self.kafka;
         let log_path = self.log_path.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
