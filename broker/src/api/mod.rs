@@ -20,6 +20,7 @@ mod find_coordinator;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::net::SocketAddr;
@@ -163,6 +164,12 @@ async fn dispatch(
         RequestKind::DeleteRecords(r) => {
             respond(header, key, v, &delete_records::handle(broker, r, v))
         }
+        RequestKind::OffsetForLeaderEpoch(r) => respond(
+            header,
+            key,
+            v,
+            &offset_for_leader_epoch::handle(broker, r, v),
+        ),
         RequestKind::DescribeCluster(r) => {
             respond(header, key, v, &describe_cluster::handle(broker, &r, v))
         }

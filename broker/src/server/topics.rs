@@ -94,9 +94,12 @@ impl Broker {
                 "{partitions} partitions is more than the limit of 100000"
             )));
         }
-        let brokers: Vec<i32> = self.metadata.read().brokers.keys().copied().collect();
+        let brokers = self.live_brokers();
         let rf = if spec.replication_factor == -1 {
-            1
+            // Kafka's default.replication.factor, capped at the live brokers so that topics
+            // created implicitly (auto-creation, `-1` from admin clients) work on small clusters.
+            let live = i16::try_from(brokers.len()).unwrap_or(i16::MAX).max(1);
+            self.config.replication.default_replication_factor.min(live)
         } else {
             spec.replication_factor
         };
@@ -116,7 +119,7 @@ impl Broker {
         let topic = TopicInfo {
             name: spec.name.clone(),
             id: Uuid::new_v4(),
-            partitions: place(&brokers, 0..partitions, rf as usize),
+            partitions: place(&brokers, 0..partitions, rf as usize, random_start()),
             configs: spec.configs,
         };
         self.commit_topic(topic, &log_config, validate_only).await
@@ -181,7 +184,7 @@ impl Broker {
     async fn commit_topic(
         &self,
         topic: TopicInfo,
-        log_config: &crate::storage::LogConfig,
+        _log_config: &crate::storage::LogConfig,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
         let _admin = self.admin.lock().await;
@@ -195,11 +198,9 @@ impl Broker {
             .commit(vec![MetadataRecord::CreateTopic(topic.clone())])
             .await
             .map_err(internal)?;
-        for p in &topic.partitions {
-            self.replicas
-                .open(&topic.name, p.index, log_config.clone(), p.leader_epoch)
-                .map_err(internal)?;
-        }
+        // The topic is usable when this returns: open its partitions here rather than waiting
+        // for the reactor to notice the change.
+        self.reconcile_replicas()?;
         tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), replication_factor = topic.replication_factor(), "created topic");
         Ok(topic)
     }
@@ -222,7 +223,7 @@ impl Broker {
                 }])
                 .await
                 .map_err(internal)?;
-            self.replicas.remove_topic(name).map_err(internal)?;
+            self.reconcile_replicas()?;
             topic.id
         };
         self.groups.topic_deleted(name).await;
@@ -252,9 +253,15 @@ impl Broker {
                 "{count} partitions is more than the limit of 100000"
             )));
         }
-        let brokers: Vec<i32> = self.metadata.read().brokers.keys().copied().collect();
+        let brokers = self.live_brokers();
         let rf = topic.replication_factor().max(1);
-        let new = place(&brokers, current..count, rf);
+        if rf > brokers.len() {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is larger than the {} live brokers",
+                brokers.len()
+            )));
+        }
+        let new = place(&brokers, current..count, rf, random_start());
         if validate_only {
             return Ok(());
         }
@@ -262,6 +269,7 @@ impl Broker {
             .replicas
             .log_config(&topic.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        drop(log_config);
         self.metadata
             .commit(vec![MetadataRecord::CreatePartitions {
                 name: name.to_owned(),
@@ -269,11 +277,7 @@ impl Broker {
             }])
             .await
             .map_err(internal)?;
-        for p in &new {
-            self.replicas
-                .open(name, p.index, log_config.clone(), p.leader_epoch)
-                .map_err(internal)?;
-        }
+        self.reconcile_replicas()?;
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -315,21 +319,134 @@ impl Broker {
     }
 }
 
-/// Round-robin placement of partitions `indexes` on `brokers`, `rf` replicas each, the first one
-/// leading. Balanced moves across brokers are the operator's planner's job; this is the initial layout.
-fn place(brokers: &[i32], indexes: std::ops::Range<i32>, rf: usize) -> Vec<PartitionInfo> {
+impl Broker {
+    /// Opens, closes and re-roles hosted partitions after a metadata commit of this broker's own.
+    fn reconcile_replicas(&self) -> Result<(), TopicError> {
+        crate::replica::reconcile(&self.metadata, &self.replicas, self.config.node_id)
+            .map(|_| ())
+            .map_err(internal)
+    }
+
+    /// Registered, unfenced brokers with their racks, by id.
+    fn live_brokers(&self) -> Vec<(i32, Option<String>)> {
+        self.metadata
+            .read()
+            .live_brokers()
+            .map(|b| (b.id, b.rack.clone()))
+            .collect()
+    }
+}
+
+/// A random starting broker for [`place`], so that the first partitions of many topics do not all
+/// land on (and be led by) the same broker, as Kafka starts at a random index.
+fn random_start() -> usize {
+    let bytes = Uuid::new_v4().into_bytes();
+    usize::from(bytes[0]) << 8 | usize::from(bytes[1])
+}
+
+/// Placement of partitions `indexes` on `brokers` (`(id, rack)`), `rf` replicas each, the first
+/// one leading (Kafka's replica assignment idea, rack-aware form). Brokers are ordered so that
+/// consecutive ones are on different racks when racks are set (one broker of each rack in turn);
+/// partition `i` takes `rf` consecutive brokers from position `start + i`, so replicas land on
+/// distinct racks first and leaders rotate over every broker. Moving replicas later is the
+/// operator's planner's job; this is the initial layout.
+fn place(
+    brokers: &[(i32, Option<String>)],
+    indexes: std::ops::Range<i32>,
+    rf: usize,
+    start: usize,
+) -> Vec<PartitionInfo> {
+    let order = rack_alternating(brokers);
+    let n = order.len().max(1);
     indexes
         .map(|i| {
-            let replicas: Vec<i32> = (0..rf)
-                .filter_map(|r| {
-                    brokers
-                        .get((i as usize + r) % brokers.len().max(1))
-                        .copied()
-                })
+            let first = start.wrapping_add(usize::try_from(i).unwrap_or(0));
+            let replicas: Vec<i32> = (0..rf.min(order.len()))
+                .filter_map(|r| order.get((first + r) % n).copied())
                 .collect();
             PartitionInfo::new(i, replicas)
         })
         .collect()
+}
+
+/// Broker ids ordered one per rack in turn (racks and brokers sorted), e.g. racks a:[1,4],
+/// b:[2,5], c:[3] give 1,2,3,4,5. Brokers without a rack form their own group, so without racks
+/// this is the sorted id list.
+fn rack_alternating(brokers: &[(i32, Option<String>)]) -> Vec<i32> {
+    let mut by_rack: std::collections::BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in brokers {
+        by_rack.entry(rack.as_deref()).or_default().push(*id);
+    }
+    for ids in by_rack.values_mut() {
+        ids.sort_unstable();
+    }
+    let mut out = Vec::with_capacity(brokers.len());
+    let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    for round in 0..longest {
+        for ids in by_rack.values() {
+            if let Some(id) = ids.get(round) {
+                out.push(*id);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::{place, rack_alternating};
+
+    fn brokers(spec: &[(i32, Option<&str>)]) -> Vec<(i32, Option<String>)> {
+        spec.iter()
+            .map(|(id, r)| (*id, r.map(str::to_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn replicas_of_a_partition_are_on_distinct_racks_first() {
+        let b = brokers(&[
+            (1, Some("a")),
+            (2, Some("a")),
+            (3, Some("b")),
+            (4, Some("b")),
+            (5, Some("c")),
+            (6, Some("c")),
+        ]);
+        assert_eq!(rack_alternating(&b), vec![1, 3, 5, 2, 4, 6]);
+        let rack = |id: i32| b.iter().find(|x| x.0 == id).and_then(|x| x.1.clone());
+        for start in 0..6 {
+            for p in place(&b, 0..12, 3, start) {
+                let racks: BTreeSet<_> = p.replicas.iter().map(|&r| rack(r)).collect();
+                assert_eq!(racks.len(), 3, "partition {} on {:?}", p.index, p.replicas);
+            }
+        }
+    }
+
+    #[test]
+    fn leaders_are_spread_over_every_broker() {
+        let b = brokers(&[(0, None), (1, None), (2, None)]);
+        let placed = place(&b, 0..30, 2, 7);
+        let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+        for p in &placed {
+            *leaders.entry(p.leader).or_default() += 1;
+            assert_eq!(p.replicas.len(), 2);
+            assert_ne!(p.replicas[0], p.replicas[1]);
+            assert_eq!(p.isr, p.replicas);
+        }
+        assert_eq!(
+            leaders.values().copied().collect::<Vec<_>>(),
+            vec![10, 10, 10]
+        );
+    }
+
+    #[test]
+    fn a_replication_factor_over_the_broker_count_is_capped() {
+        let b = brokers(&[(0, None)]);
+        let placed = place(&b, 0..2, 3, 0);
+        assert!(placed.iter().all(|p| p.replicas == vec![0]));
+    }
 }
 
 /// Whether partitions exist, for the group coordinator. Holds the broker weakly: the broker owns
