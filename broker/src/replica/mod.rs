@@ -33,3 +33,6 @@ pub mod reactor;
 pub use client::{BrokerClient, ClientError};
 pub use config::ReplicationConfig;
 pub use reactor::{FetchPlan, reconcile};
+
+#[cfg(test)]
+mod tests;
