@@ -129,7 +129,7 @@ pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
         match done {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "reconciling partitions with the metadata failed")
+                tracing::warn!(error = %e, "reconciling partitions with the metadata failed");
             }
             Err(e) => tracing::error!(error = %e, "reconciliation panicked"),
         }
