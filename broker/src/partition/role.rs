@@ -271,3 +271,135 @@ impl Partition {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_support::batch;
+    use super::*;
+    use crate::storage::LogConfig;
+    use crate::storage::batch::BatchHeader;
+
+    fn open(dir: &std::path::Path) -> Partition {
+        Partition::open("t", 0, dir, LogConfig::default(), 0).unwrap()
+    }
+
+    fn append(p: &Partition, n: i32) -> super::super::Appended {
+        let b = batch(n, -1, -1);
+        let h = BatchHeader::parse(&b).unwrap();
+        p.append(&b, &producer_batch(&h)).unwrap()
+    }
+
+    #[test]
+    fn a_follower_keeps_the_leaders_offsets_and_epochs_and_caps_its_high_watermark() {
+        let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = open(ld.path());
+        assert!(leader.become_leader(1, 4, 0, vec![1, 2], vec![1, 2]));
+        append(&leader, 3);
+        append(&leader, 2);
+        // The follower has not fetched: nothing is committed yet.
+        assert_eq!(leader.high_watermark(), 0);
+        let follower = open(fd.path());
+        assert!(follower.become_follower(1, 4));
+        let bytes = leader.read_for_follower(0, 1 << 20, true).unwrap();
+        follower.append_as_follower(&bytes, 0, 0).unwrap();
+        assert_eq!(follower.log_end_offset(), 5);
+        assert_eq!(follower.log().latest_epoch(), Some(4));
+        assert_eq!(follower.read_for_follower(0, 1 << 20, true).unwrap(), bytes);
+        // Its next fetch tells the leader it has everything.
+        assert_eq!(leader.record_follower_fetch(2, 5), (true, false));
+        assert_eq!(leader.high_watermark(), 5);
+        follower.append_as_follower(&[], 9, 0).unwrap();
+        assert_eq!(follower.high_watermark(), 5);
+        // Consumers of the follower's log see nothing (it is not the leader).
+        assert!(!follower.is_leader());
+    }
+
+    #[test]
+    fn a_follower_follows_the_leaders_log_start() {
+        let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = open(ld.path());
+        leader.become_leader(1, 0, 0, vec![1], vec![1]);
+        for _ in 0..3 {
+            append(&leader, 2);
+        }
+        let follower = open(fd.path());
+        follower.become_follower(1, 0);
+        let bytes = leader.read_for_follower(0, 1 << 20, true).unwrap();
+        follower.append_as_follower(&bytes, 6, 4).unwrap();
+        assert_eq!(follower.log_start_offset(), 4);
+        // Below the leader's log start: start over there.
+        follower.truncate_fully_and_start_at(10).unwrap();
+        assert_eq!(
+            (follower.log_start_offset(), follower.log_end_offset()),
+            (10, 10)
+        );
+    }
+
+    #[test]
+    fn leader_epochs_older_are_fenced_and_newer_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let p = open(d.path());
+        p.become_leader(1, 5, 0, vec![1], vec![1]);
+        assert_eq!(p.check_leader_epoch(-1), Ok(()));
+        assert_eq!(p.check_leader_epoch(5), Ok(()));
+        assert!(matches!(
+            p.check_leader_epoch(4),
+            Err(EpochError::Fenced { .. })
+        ));
+        assert!(matches!(
+            p.check_leader_epoch(6),
+            Err(EpochError::Unknown { .. })
+        ));
+        // Role changes for older epochs are ignored; the same epoch is idempotent.
+        assert!(!p.become_follower(2, 4));
+        assert!(!p.become_leader(1, 5, 0, vec![1], vec![1]));
+        assert!(p.is_leader());
+    }
+
+    #[test]
+    fn a_restart_does_not_expose_records_above_the_checkpointed_high_watermark() {
+        let d = tempfile::tempdir().unwrap();
+        let p = open(d.path());
+        p.become_leader(1, 0, 0, vec![1, 2], vec![1, 2]);
+        append(&p, 4);
+        p.record_follower_fetch(2, 4);
+        append(&p, 4);
+        assert_eq!(p.high_watermark(), 4);
+        p.checkpoint_high_watermark().unwrap();
+        drop(p);
+        let p = open(d.path());
+        assert_eq!((p.high_watermark(), p.log_end_offset()), (4, 8));
+        // As a follower it keeps that; as the only in-sync replica it may expose everything.
+        p.become_follower(2, 1);
+        assert_eq!(p.high_watermark(), 4);
+        p.become_leader(1, 2, 1, vec![1, 2], vec![1]);
+        assert_eq!(p.high_watermark(), 8);
+    }
+
+    #[test]
+    fn the_isr_shrinks_without_fetches_and_expands_when_the_follower_catches_up() {
+        let d = tempfile::tempdir().unwrap();
+        let p = open(d.path());
+        p.become_leader(1, 0, 3, vec![1, 2], vec![1, 2]);
+        append(&p, 2);
+        assert_eq!(p.isr_change(Duration::from_secs(60)), None);
+        assert_eq!(
+            p.isr_change(Duration::ZERO),
+            Some(IsrChange {
+                isr: vec![1],
+                partition_epoch: 3
+            })
+        );
+        p.become_leader(1, 0, 4, vec![1, 2], vec![1]);
+        assert_eq!(p.high_watermark(), 2);
+        assert!(p.is_under_replicated());
+        assert_eq!(p.record_follower_fetch(2, 2), (true, true));
+        assert_eq!(
+            p.isr_change(Duration::from_secs(60)),
+            Some(IsrChange {
+                isr: vec![1, 2],
+                partition_epoch: 4
+            })
+        );
+    }
+}
