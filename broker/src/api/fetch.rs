@@ -222,13 +222,12 @@ fn read_all(
             }
             None => {}
         }
-        // Followers read up to the log end offset, consumers up to the high watermark.
-        let limit = if from_follower {
-            partition.log_end_offset()
-        } else {
-            hw
-        };
-        if w.fetch_offset < log_start || w.fetch_offset > limit {
+        // Followers read up to the log end offset, consumers up to the high watermark. An offset
+        // between the two is in range for both (Kafka checks against the log end): a new leader's
+        // high watermark may still be catching up with the one its consumers saw.
+        let leo = partition.log_end_offset();
+        let limit = if from_follower { leo } else { hw };
+        if w.fetch_offset < log_start || w.fetch_offset > leo {
             data.error_code = ResponseError::OffsetOutOfRange.code();
             any_error = true;
             out.push(data);

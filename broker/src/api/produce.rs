@@ -179,16 +179,8 @@ impl AckWait {
                     Ok(())
                 };
             }
-            let isr = p.isr().len();
-            if isr < self.min_insync {
-                return Err((
-                    ResponseError::NotEnoughReplicasAfterAppend,
-                    format!(
-                        "the ISR shrank to {isr}, below min.insync.replicas {}",
-                        self.min_insync
-                    ),
-                ));
-            }
+            // As Kafka's delayed produce: the ISR size is judged once the high watermark passed
+            // the batch (a shrink is what lets it pass when a follower stops).
             let changed = async {
                 tokio::select! {
                     r = hw.changed() => r.is_ok(),

@@ -109,8 +109,7 @@ impl Broker {
                 brokers.len()
             )));
         }
-        let log_config = self
-            .replicas
+        self.replicas
             .log_config(&spec.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
         if self.metadata.read().topic(&spec.name).is_some() {
@@ -122,7 +121,7 @@ impl Broker {
             partitions: place(&brokers, 0..partitions, rf as usize, random_start()),
             configs: spec.configs,
         };
-        self.commit_topic(topic, &log_config, validate_only).await
+        self.commit_topic(topic, validate_only).await
     }
 
     async fn create_topic_assigned(
@@ -164,8 +163,7 @@ impl Broker {
                 "replica assignment lists no partitions".into(),
             ));
         }
-        let log_config = self
-            .replicas
+        self.replicas
             .log_config(&spec.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
         let topic = TopicInfo {
@@ -178,13 +176,12 @@ impl Broker {
                 .collect(),
             configs: spec.configs.clone(),
         };
-        self.commit_topic(topic, &log_config, validate_only).await
+        self.commit_topic(topic, validate_only).await
     }
 
     async fn commit_topic(
         &self,
         topic: TopicInfo,
-        _log_config: &crate::storage::LogConfig,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
         let _admin = self.admin.lock().await;
@@ -265,11 +262,9 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let log_config = self
-            .replicas
+        self.replicas
             .log_config(&topic.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
-        drop(log_config);
         self.metadata
             .commit(vec![MetadataRecord::CreatePartitions {
                 name: name.to_owned(),
