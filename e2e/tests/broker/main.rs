@@ -11,3 +11,4 @@ mod kcat;
 mod librdkafka;
 mod protocol;
 mod python;
+mod replication;
