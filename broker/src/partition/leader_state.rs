@@ -295,4 +295,32 @@ mod tests {
         assert_eq!(s.out_of_sync(), vec![3]);
         assert!(!s.record_fetch(9, 4, 4, t));
     }
+
+    proptest::proptest! {
+        /// Whatever the followers report, the high watermark never moves back and never passes
+        /// an in-sync replica's log end offset.
+        #[test]
+        fn the_high_watermark_is_monotonic_and_never_passes_an_isr_member(
+            steps in proptest::collection::vec((0usize..3, 0i64..50), 1..60),
+        ) {
+            let t = Instant::now();
+            let mut s = LeaderState::new(1, 0, 0, vec![1, 2, 3], vec![1, 2, 3], t);
+            let mut leo = [0i64; 3];
+            let mut hw = 0i64;
+            for (who, amount) in steps {
+                if who == 0 {
+                    leo[0] += amount;
+                } else {
+                    // A follower reports a fetch offset up to the leader's log end.
+                    let offset = leo[who].max(amount.min(leo[0]));
+                    leo[who] = offset;
+                    s.record_fetch(who as i32 + 1, offset, leo[0], t);
+                }
+                let next = s.high_watermark(hw, leo[0]);
+                proptest::prop_assert!(next >= hw);
+                proptest::prop_assert!(leo.iter().all(|&l| next <= l));
+                hw = next;
+            }
+        }
+    }
 }

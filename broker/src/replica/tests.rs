@@ -397,3 +397,110 @@ async fn min_insync_replicas_refuses_acks_all_when_too_few_replicas_are_in_sync(
     assert_eq!(cluster.partition(leader).log_end_offset(), end);
     assert_eq!(cluster.produce(leader, 1, batch("d", 1)).await, (0, end));
 }
+
+/// A consumer's Fetch v12 of partition 0 from `offset`, naming `current_leader_epoch`.
+fn consumer_fetch(
+    offset: i64,
+    current_leader_epoch: i32,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    kafka_protocol::messages::FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_current_leader_epoch(current_leader_epoch)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_refuse_consumers_and_requests_of_an_old_leader_epoch_are_fenced() {
+    let cluster = Cluster::start(3).await;
+    cluster.create_topic(&[]).await;
+    let placement = cluster.placement();
+    let leader = placement.leader;
+    let follower = *placement.replicas.iter().find(|&&r| r != leader).unwrap();
+    assert_eq!(cluster.produce(leader, -1, batch("a", 2)).await.0, 0);
+
+    let mut client = BrokerClient::connect(&cluster.nodes[&follower].addr, "test", 1 << 20)
+        .await
+        .unwrap();
+    let r = client.send(&consumer_fetch(0, -1), 12).await.unwrap();
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, ResponseError::NotLeaderOrFollower.code());
+    assert_eq!(p.current_leader.leader_id.0, leader);
+
+    // Leadership moves to the follower: epoch 1. A consumer still at epoch 0 is fenced there.
+    cluster
+        .store
+        .commit(vec![MetadataRecord::PartitionChange {
+            topic: TOPIC.into(),
+            index: 0,
+            expected_partition_epoch: None,
+            leader: Some(follower),
+            isr: None,
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        }])
+        .await
+        .unwrap();
+    let p = cluster.partition(follower);
+    eventually("the follower leads", || p.is_leader()).await;
+    let r = client.send(&consumer_fetch(0, 0), 12).await.unwrap();
+    assert_eq!(
+        r.responses[0].partitions[0].error_code,
+        ResponseError::FencedLeaderEpoch.code()
+    );
+    let r = client.send(&consumer_fetch(0, 2), 12).await.unwrap();
+    assert_eq!(
+        r.responses[0].partitions[0].error_code,
+        ResponseError::UnknownLeaderEpoch.code()
+    );
+    eventually("the new leader's high watermark covers the batch", || {
+        p.high_watermark() == 2
+    })
+    .await;
+    let r = client.send(&consumer_fetch(0, 1), 12).await.unwrap();
+    let data = &r.responses[0].partitions[0];
+    assert_eq!((data.error_code, data.high_watermark), (0, 2));
+    assert_eq!(
+        batches(data.records.as_deref().unwrap_or_default()),
+        vec![(0, 0)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_take_the_log_start_that_delete_records_set_on_the_leader() {
+    let cluster = Cluster::start(3).await;
+    cluster.create_topic(&[]).await;
+    let leader = cluster.placement().leader;
+    for i in 0..3 {
+        assert_eq!(
+            cluster
+                .produce(leader, -1, batch(&format!("a{i}"), 2))
+                .await
+                .0,
+            0
+        );
+    }
+    assert_eq!(
+        cluster.partition(leader).delete_records_before(4).unwrap(),
+        4
+    );
+    // The next fetches carry the new log start to the followers.
+    assert_eq!(cluster.produce(leader, -1, batch("b", 2)).await.0, 0);
+    for r in cluster.placement().replicas {
+        let p = cluster.partition(r);
+        eventually("every replica starts at offset 4", || {
+            p.log_start_offset() == 4
+        })
+        .await;
+    }
+}
