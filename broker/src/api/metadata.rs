@@ -115,7 +115,7 @@ async fn lookup(
         configs: Default::default(),
         assignments: None,
     };
-    match broker.create_topic(spec, false).await {
+    match broker.auto_create_topic(spec).await {
         // Kafka answers LEADER_NOT_AVAILABLE while a new topic's leaders are elected; ours are immediate.
         Ok(t) => topic_response(&t, &broker.metadata.read().fenced, version),
         Err(crate::server::TopicError::AlreadyExists(_)) => {

@@ -73,6 +73,21 @@ impl Broker {
         spec: TopicSpec,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
+        self.create_topic_with(spec, validate_only, false).await
+    }
+
+    /// Creates a topic a client asked Metadata for (`auto.create.topics.enable`): the default
+    /// replication factor is capped at the live brokers, so a small cluster still gets the topic.
+    pub async fn auto_create_topic(&self, spec: TopicSpec) -> Result<TopicInfo, TopicError> {
+        self.create_topic_with(spec, false, true).await
+    }
+
+    async fn create_topic_with(
+        &self,
+        spec: TopicSpec,
+        validate_only: bool,
+        cap_default_replication_factor: bool,
+    ) -> Result<TopicInfo, TopicError> {
         validate_topic_name(&spec.name).map_err(TopicError::InvalidName)?;
         if let Some(assignments) = &spec.assignments {
             return self
@@ -96,10 +111,14 @@ impl Broker {
         }
         let brokers = self.live_brokers();
         let rf = if spec.replication_factor == -1 {
-            // Kafka's default.replication.factor, capped at the live brokers so that topics
-            // created implicitly (auto-creation, `-1` from admin clients) work on small clusters.
-            let live = i16::try_from(brokers.len()).unwrap_or(i16::MAX).max(1);
-            self.config.replication.default_replication_factor.min(live)
+            // Kafka's default.replication.factor; for auto-created topics capped at the live
+            // brokers, so that producing to a new topic works on a small cluster.
+            let default = self.config.replication.default_replication_factor;
+            if cap_default_replication_factor {
+                default.min(i16::try_from(brokers.len()).unwrap_or(i16::MAX).max(1))
+            } else {
+                default
+            }
         } else {
             spec.replication_factor
         };
@@ -518,4 +537,43 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod replication_factor_tests {
+    use super::{TopicError, TopicSpec};
+    use crate::BrokerConfig;
+    use crate::server::Broker;
+
+    fn spec(name: &str) -> TopicSpec {
+        TopicSpec {
+            name: name.into(),
+            partitions: -1,
+            replication_factor: -1,
+            configs: Default::default(),
+            assignments: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_replication_factor_is_capped_only_for_auto_created_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let mut config = BrokerConfig::local(dir.path().to_owned(), any, any);
+        config.replication.default_replication_factor = 3;
+        let broker = Broker::open(config).await.unwrap();
+        assert!(matches!(
+            broker.create_topic(spec("explicit"), false).await,
+            Err(TopicError::InvalidReplicationFactor(_))
+        ));
+        let t = broker.auto_create_topic(spec("implicit")).await.unwrap();
+        assert_eq!(t.replication_factor(), 1);
+        // Usable at once: the partition is open and led here.
+        assert!(
+            broker
+                .replicas
+                .get("implicit", 0)
+                .is_some_and(|p| p.is_leader())
+        );
+    }
 }
