@@ -47,7 +47,7 @@ fn delete(broker: &Broker, topic: &str, index: i32, offset: i64) -> Result<i64, 
     let partition = broker
         .replicas
         .get(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        .ok_or_else(|| super::not_hosted(broker, topic, index))?;
     if !partition.is_leader() {
         return Err(ResponseError::NotLeaderOrFollower);
     }

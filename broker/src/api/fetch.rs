@@ -187,10 +187,10 @@ fn read_all(
         let name = topics.get(w.topic_slot).and_then(|t| t.1.as_deref());
         let partition = name.and_then(|n| broker.replicas.get(n, w.partition));
         let Some(partition) = partition else {
-            data.error_code = if version >= 13 && name.is_none() {
-                ResponseError::UnknownTopicId.code()
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
+            data.error_code = match name {
+                None if version >= 13 => ResponseError::UnknownTopicId.code(),
+                None => ResponseError::UnknownTopicOrPartition.code(),
+                Some(n) => super::not_hosted(broker, n, w.partition).code(),
             };
             data.high_watermark = -1;
             any_error = true;

@@ -249,6 +249,21 @@ fn respond<R: Encodable>(request: &RequestHeader, key: ApiKey, version: i16, bod
     }
 }
 
+/// The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when the partition
+/// exists elsewhere in the cluster (the client's metadata is stale), UNKNOWN_TOPIC_OR_PARTITION
+/// when it does not exist at all.
+pub(crate) fn not_hosted(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+) -> kafka_protocol::ResponseError {
+    if broker.metadata.read().partition(topic, index).is_some() {
+        kafka_protocol::ResponseError::NotLeaderOrFollower
+    } else {
+        kafka_protocol::ResponseError::UnknownTopicOrPartition
+    }
+}
+
 /// `Some(message)` for versions that carry an error message, shaped as kafka-protocol wants it.
 pub(crate) fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))

@@ -59,7 +59,7 @@ fn end_offset(
     let partition = broker
         .replicas
         .get(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        .ok_or_else(|| super::not_hosted(broker, topic, index))?;
     if !partition.is_leader() {
         return Err(ResponseError::NotLeaderOrFollower);
     }

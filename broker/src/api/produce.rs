@@ -240,8 +240,8 @@ fn produce_partition(
 ) -> PartitionResult {
     let Some(partition) = broker.replicas.get(topic, index) else {
         return Err((
-            ResponseError::UnknownTopicOrPartition,
-            format!("{topic}-{index} does not exist"),
+            super::not_hosted(broker, topic, index),
+            format!("{topic}-{index} is not hosted by this broker"),
         ));
     };
     let Some(records) = records.filter(|r| !r.is_empty()) else {

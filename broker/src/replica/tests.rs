@@ -436,6 +436,36 @@ async fn followers_refuse_consumers_and_requests_of_an_old_leader_epoch_are_fenc
     assert_eq!(p.error_code, ResponseError::NotLeaderOrFollower.code());
     assert_eq!(p.current_leader.leader_id.0, leader);
 
+    // A partition placed on another broker only: not hosted here, but it exists.
+    let solo = TopicSpec {
+        name: "solo".into(),
+        partitions: -1,
+        replication_factor: -1,
+        configs: BTreeMap::new(),
+        assignments: Some(vec![vec![leader]]),
+    };
+    cluster
+        .broker(leader)
+        .create_topic(solo, false)
+        .await
+        .unwrap();
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("solo")))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch("s", 1))),
+                ]),
+        ]);
+    let r = client.send(&produce, 10).await.unwrap();
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::NotLeaderOrFollower.code());
+    assert_eq!(p.current_leader.leader_id.0, leader);
+
     // Leadership moves to the follower: epoch 1. A consumer still at epoch 0 is fenced there.
     cluster
         .store
