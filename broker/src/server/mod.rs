@@ -2,6 +2,7 @@
 //! runs background maintenance (retention, compaction, flushing), and shuts down gracefully.
 
 mod offsets_log;
+mod placement;
 mod topics;
 
 use std::sync::Arc;
