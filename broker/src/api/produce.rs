@@ -306,6 +306,10 @@ fn produce_partition(
             ResponseError::InvalidProducerEpoch,
             format!("producer {producer_id} epoch {epoch} is fenced"),
         )),
+        Err(AppendError::NotLeader { .. }) => Err((
+            ResponseError::NotLeaderOrFollower,
+            format!("this broker does not lead {topic}-{index}"),
+        )),
         Err(AppendError::Storage(e)) => {
             tracing::error!(topic, partition = index, error = %e, "append failed");
             Err((ResponseError::KafkaStorageError, e.to_string()))

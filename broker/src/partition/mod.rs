@@ -41,6 +41,8 @@ pub enum AppendError {
     OutOfOrderSequence { producer_id: i64 },
     #[error("producer {producer_id} has a newer epoch than {epoch}")]
     InvalidProducerEpoch { producer_id: i64, epoch: i16 },
+    #[error("{topic}-{index} is followed here, not led")]
+    NotLeader { topic: String, index: i32 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -108,9 +110,17 @@ impl Partition {
     }
 
     /// Appends one validated record batch (producer fields already parsed into `producer`),
-    /// stamped with the current leader epoch. Whether this broker may append (it leads the
-    /// partition) is the caller's check.
+    /// stamped with the current leader epoch. A follower refuses ([`AppendError::NotLeader`]):
+    /// the role is held for the whole append, so a leadership lost meanwhile cannot interleave
+    /// with it (Kafka appends under the partition's leader-and-ISR read lock).
     pub fn append(&self, batch: &[u8], producer: &ProducerBatch) -> Result<Appended, AppendError> {
+        let role = self.role_lock();
+        if matches!(*role, Role::Follower { .. }) {
+            return Err(AppendError::NotLeader {
+                topic: self.topic.clone(),
+                index: self.index,
+            });
+        }
         let mut producers = self
             .producers
             .lock()
@@ -145,7 +155,7 @@ impl Partition {
         producers.record(producer, info.base_offset);
         drop(producers);
         self.leo.send_replace(self.log.log_end_offset());
-        self.refresh_hw();
+        self.refresh_hw_locked(&role);
         Ok(Appended {
             base_offset: info.base_offset,
             end_offset: info.last_offset + 1,

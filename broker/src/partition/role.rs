@@ -49,7 +49,7 @@ pub struct IsrChange {
 }
 
 impl Partition {
-    fn role_lock(&self) -> MutexGuard<'_, Role> {
+    pub(super) fn role_lock(&self) -> MutexGuard<'_, Role> {
         self.role
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -252,12 +252,7 @@ impl Partition {
     }
 
     /// Recomputes the high watermark after the log or the followers moved.
-    pub(super) fn refresh_hw(&self) {
-        let role = self.role_lock();
-        self.refresh_hw_locked(&role);
-    }
-
-    fn refresh_hw_locked(&self, role: &Role) {
+    pub(super) fn refresh_hw_locked(&self, role: &Role) {
         let leo = self.log.log_end_offset();
         let next = match role {
             Role::Unassigned => leo,
@@ -310,8 +305,15 @@ mod tests {
         assert_eq!(leader.high_watermark(), 5);
         follower.append_as_follower(&[], 9, 0).unwrap();
         assert_eq!(follower.high_watermark(), 5);
-        // Consumers of the follower's log see nothing (it is not the leader).
+        // Only the leader appends: a write on the follower would fork its log.
         assert!(!follower.is_leader());
+        let b = batch(1, -1, -1);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert!(matches!(
+            follower.append(&b, &producer_batch(&h)),
+            Err(AppendError::NotLeader { .. })
+        ));
+        assert_eq!(follower.log_end_offset(), 5);
     }
 
     #[test]
