@@ -177,3 +177,80 @@ fn topic_response(
     }
     topic
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::cluster::{BrokerInfo, MetadataRecord};
+    use crate::config::BrokerConfig;
+
+    #[tokio::test]
+    async fn partitions_show_isr_and_fenced_replicas_and_only_live_brokers_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let any: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let broker = Broker::open(BrokerConfig::local(dir.path().join("data"), any, any))
+            .await
+            .unwrap();
+        let register = |id| {
+            MetadataRecord::RegisterBroker(BrokerInfo {
+                id,
+                host: "127.0.0.1".into(),
+                port: 9100 + id,
+                rack: None,
+            })
+        };
+        broker
+            .metadata
+            .commit(vec![
+                register(1),
+                register(2),
+                MetadataRecord::FenceBroker { id: 2 },
+            ])
+            .await
+            .unwrap();
+        let spec = TopicSpec {
+            name: "t".into(),
+            partitions: -1,
+            replication_factor: -1,
+            configs: Default::default(),
+            assignments: Some(vec![vec![0, 1, 2], vec![2, 1, 0]]),
+        };
+        broker.create_topic(spec, false).await.unwrap();
+        let change = |index, leader, isr: Vec<i32>| MetadataRecord::PartitionChange {
+            topic: "t".into(),
+            index,
+            expected_partition_epoch: None,
+            leader: Some(leader),
+            isr: Some(isr),
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        };
+        broker
+            .metadata
+            .commit(vec![change(0, 0, vec![0, 1]), change(1, -1, vec![])])
+            .await
+            .unwrap();
+
+        let response = handle(&broker, MetadataRequest::default().with_topics(None), 12).await;
+        let ids: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+        assert_eq!(ids, vec![0, 1]);
+        let topic = response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "t"))
+            .unwrap();
+        let p0 = &topic.partitions[0];
+        assert_eq!(p0.error_code, 0);
+        assert_eq!(p0.leader_id, BrokerId(0));
+        assert_eq!(p0.isr_nodes, vec![BrokerId(0), BrokerId(1)]);
+        assert_eq!(p0.offline_replicas, vec![BrokerId(2)]);
+        assert_eq!(p0.leader_epoch, 0);
+        let p1 = &topic.partitions[1];
+        assert_eq!(p1.error_code, ResponseError::LeaderNotAvailable.code());
+        assert_eq!(p1.leader_id, BrokerId(-1));
+        assert_eq!(p1.leader_epoch, 1);
+    }
+}
