@@ -306,7 +306,7 @@ fn produce_partition(
             ResponseError::InvalidProducerEpoch,
             format!("producer {producer_id} epoch {epoch} is fenced"),
         )),
-        Err(AppendError::NotLeader { .. }) => Err((
+        Err(AppendError::NotLeader { .. } | AppendError::RoleChanged { .. }) => Err((
             ResponseError::NotLeaderOrFollower,
             format!("this broker does not lead {topic}-{index}"),
         )),

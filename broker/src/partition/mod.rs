@@ -43,6 +43,8 @@ pub enum AppendError {
     InvalidProducerEpoch { producer_id: i64, epoch: i16 },
     #[error("{topic}-{index} is followed here, not led")]
     NotLeader { topic: String, index: i32 },
+    #[error("{topic}-{index} changed role since the data was fetched")]
+    RoleChanged { topic: String, index: i32 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -202,15 +202,32 @@ impl Partition {
         })
     }
 
-    /// Follower: appends the leader's batches unchanged (offsets and leader epochs kept), records
-    /// their producer state, and takes the leader's high watermark (capped by the new log end
-    /// offset) and log start offset.
+    /// Holds the role while this broker follows at `leader_epoch`, so that a fetcher's answer is
+    /// applied only if no role change happened since its request (a new leader's log must never
+    /// be written or truncated with an old leader's data).
+    fn follower_guard(&self, leader_epoch: i32) -> Result<MutexGuard<'_, Role>, AppendError> {
+        let role = self.role_lock();
+        if matches!(*role, Role::Follower { .. }) && self.leader_epoch() == leader_epoch {
+            Ok(role)
+        } else {
+            Err(AppendError::RoleChanged {
+                topic: self.topic.clone(),
+                index: self.index,
+            })
+        }
+    }
+
+    /// Follower at `leader_epoch`: appends the leader's batches unchanged (offsets and leader
+    /// epochs kept), records their producer state, and takes the leader's high watermark (capped
+    /// by the new log end offset) and log start offset.
     pub fn append_as_follower(
         &self,
+        leader_epoch: i32,
         batches: &[u8],
         leader_hw: i64,
         leader_log_start: i64,
     ) -> Result<(), AppendError> {
+        let _role = self.follower_guard(leader_epoch)?;
         if !batches.is_empty() {
             let mut producers = self
                 .producers
@@ -237,8 +254,22 @@ impl Partition {
         Ok(())
     }
 
-    /// Follower: its fetch offset fell below the leader's log start; start over there.
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), AppendError> {
+    /// Follower at `leader_epoch`: drops its records from `offset` on (they diverge from the
+    /// leader's log).
+    pub fn truncate_as_follower(&self, leader_epoch: i32, offset: i64) -> Result<(), AppendError> {
+        let _role = self.follower_guard(leader_epoch)?;
+        self.truncate_to(offset)?;
+        Ok(())
+    }
+
+    /// Follower at `leader_epoch`: its fetch offset fell below the leader's log start; start
+    /// over there.
+    pub fn truncate_fully_and_start_at(
+        &self,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<(), AppendError> {
+        let _role = self.follower_guard(leader_epoch)?;
         let mut producers = self
             .producers
             .lock()
@@ -296,14 +327,14 @@ mod tests {
         let follower = open(fd.path());
         assert!(follower.become_follower(1, 4));
         let bytes = leader.read_for_follower(0, 1 << 20, true).unwrap();
-        follower.append_as_follower(&bytes, 0, 0).unwrap();
+        follower.append_as_follower(4, &bytes, 0, 0).unwrap();
         assert_eq!(follower.log_end_offset(), 5);
         assert_eq!(follower.log().latest_epoch(), Some(4));
         assert_eq!(follower.read_for_follower(0, 1 << 20, true).unwrap(), bytes);
         // Its next fetch tells the leader it has everything.
         assert_eq!(leader.record_follower_fetch(2, 5), (true, false));
         assert_eq!(leader.high_watermark(), 5);
-        follower.append_as_follower(&[], 9, 0).unwrap();
+        follower.append_as_follower(4, &[], 9, 0).unwrap();
         assert_eq!(follower.high_watermark(), 5);
         // Only the leader appends: a write on the follower would fork its log.
         assert!(!follower.is_leader());
@@ -312,6 +343,17 @@ mod tests {
         assert!(matches!(
             follower.append(&b, &producer_batch(&h)),
             Err(AppendError::NotLeader { .. })
+        ));
+        assert_eq!(follower.log_end_offset(), 5);
+        // Data fetched before a role change is not applied after it.
+        follower.become_follower(3, 5);
+        assert!(matches!(
+            follower.append_as_follower(4, &bytes, 5, 0),
+            Err(AppendError::RoleChanged { .. })
+        ));
+        assert!(matches!(
+            follower.truncate_as_follower(4, 0),
+            Err(AppendError::RoleChanged { .. })
         ));
         assert_eq!(follower.log_end_offset(), 5);
     }
@@ -327,10 +369,10 @@ mod tests {
         let follower = open(fd.path());
         follower.become_follower(1, 0);
         let bytes = leader.read_for_follower(0, 1 << 20, true).unwrap();
-        follower.append_as_follower(&bytes, 6, 4).unwrap();
+        follower.append_as_follower(0, &bytes, 6, 4).unwrap();
         assert_eq!(follower.log_start_offset(), 4);
         // Below the leader's log start: start over there.
-        follower.truncate_fully_and_start_at(10).unwrap();
+        follower.truncate_fully_and_start_at(0, 10).unwrap();
         assert_eq!(
             (follower.log_start_offset(), follower.log_end_offset()),
             (10, 10)

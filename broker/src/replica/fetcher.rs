@@ -241,7 +241,7 @@ fn handle_response(
             {
                 continue;
             }
-            match apply_partition(broker, p, data) {
+            match apply_partition(broker, p, f.leader_epoch, data) {
                 Ok(true) => progressed = true,
                 Ok(false) => {}
                 Err(e) => {
@@ -268,6 +268,7 @@ enum ApplyError {
 fn apply_partition(
     broker: &Broker,
     p: &Partition,
+    leader_epoch: i32,
     data: PartitionData,
 ) -> Result<bool, ApplyError> {
     let code = data.error_code;
@@ -276,12 +277,12 @@ fn apply_partition(
         if leo < data.log_start_offset {
             // The leader deleted what this follower still needs: start over at its log start.
             tracing::info!(topic = %p.topic, partition = p.index, from = leo, to = data.log_start_offset, "follower fell below the leader's log start");
-            p.truncate_fully_and_start_at(data.log_start_offset)?;
+            p.truncate_fully_and_start_at(leader_epoch, data.log_start_offset)?;
             return Ok(true);
         }
         if data.high_watermark >= 0 && leo > data.high_watermark {
             // Ahead of the leader without epoch information: keep only what is committed.
-            p.truncate_to(data.high_watermark)?;
+            p.truncate_as_follower(leader_epoch, data.high_watermark)?;
             return Ok(true);
         }
         return Err(ApplyError::Leader(code));
@@ -291,18 +292,23 @@ fn apply_partition(
     }
     let diverging = &data.diverging_epoch;
     if diverging.epoch >= 0 && diverging.end_offset >= 0 {
-        let (epoch, own_end) = p.log().end_offset_for_epoch(diverging.epoch);
-        let target = if epoch < 0 {
+        let (own_epoch, own_end) = p.log().end_offset_for_epoch(diverging.epoch);
+        let target = if own_epoch < 0 {
             diverging.end_offset
         } else {
             diverging.end_offset.min(own_end)
         };
         tracing::info!(topic = %p.topic, partition = p.index, diverging_epoch = diverging.epoch, leader_end_offset = diverging.end_offset, truncate_to = target, "truncating a log that diverged from the leader");
-        p.truncate_to(target)?;
+        p.truncate_as_follower(leader_epoch, target)?;
         return Ok(true);
     }
     let records = data.records.unwrap_or_default();
-    p.append_as_follower(&records, data.high_watermark, data.log_start_offset)?;
+    p.append_as_follower(
+        leader_epoch,
+        &records,
+        data.high_watermark,
+        data.log_start_offset,
+    )?;
     let lag = (data.high_watermark - p.log_end_offset()).max(0);
     broker
         .metrics
