@@ -3,7 +3,7 @@
 //!
 //! [`reconcile`] is idempotent and may run at any time: at start, after every metadata change
 //! ([`run`]), and directly after a topic admin commit so that a topic is usable when CreateTopics
-//! returns. Role changes are ordered by leader epoch inside [`Partition`], so a reconciliation
+//! returns. Role changes are ordered by leader epoch inside [`Partition`](crate::partition::Partition), so a reconciliation
 //! that read older metadata than another cannot undo it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
