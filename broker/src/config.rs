@@ -98,6 +98,25 @@ pub struct BrokerArgs {
         default_value_t = 120_000
     )]
     pub cluster_ready_timeout_ms: u64,
+
+    /// Replicas of a topic created without an explicit replication factor (Kafka's
+    /// `default.replication.factor`); capped at the live brokers for auto-created topics.
+    #[arg(long, env = "ODRADEK_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: i16,
+
+    /// A follower that has not caught up with its leader for this long leaves the ISR, in
+    /// milliseconds (Kafka's `replica.lag.time.max.ms`).
+    #[arg(
+        long,
+        env = "ODRADEK_REPLICA_LAG_TIME_MAX_MS",
+        default_value_t = 30_000
+    )]
+    pub replica_lag_time_max_ms: u64,
+
+    /// How often high watermarks are checkpointed, in milliseconds (Kafka's
+    /// `replica.high.watermark.checkpoint.interval.ms`).
+    #[arg(long, env = "ODRADEK_REPLICA_HW_CHECKPOINT_MS", default_value_t = 5000)]
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
 }
 
 /// Default port of the inter-broker RPC listener (Kafka's controller listener port).
@@ -223,6 +242,8 @@ pub struct BrokerConfig {
     pub shutdown_grace: Duration,
     /// `None`: a single broker with a local metadata journal.
     pub cluster: Option<ClusterConfig>,
+    /// Replication settings.
+    pub replication: crate::replica::ReplicationConfig,
 }
 
 /// A flag whose value cannot be used.
@@ -273,6 +294,14 @@ impl BrokerArgs {
             retention_check_interval: Duration::from_millis(self.retention_check_ms),
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            replication: crate::replica::ReplicationConfig {
+                default_replication_factor: self.default_replication_factor,
+                replica_lag_time_max: Duration::from_millis(self.replica_lag_time_max_ms),
+                hw_checkpoint_interval: Duration::from_millis(
+                    self.replica_high_watermark_checkpoint_interval_ms,
+                ),
+                ..crate::replica::ReplicationConfig::default()
+            },
         };
         config.validate()?;
         Ok(config)
@@ -315,6 +344,13 @@ impl BrokerConfig {
             let v = self.group_initial_rebalance_delay_ms.to_string();
             return Err(bad("--group-initial-rebalance-delay-ms", v, "must be >= 0"));
         }
+        if self.replication.default_replication_factor < 1 {
+            let v = self.replication.default_replication_factor.to_string();
+            return Err(bad("--default-replication-factor", v, "must be >= 1"));
+        }
+        if self.replication.replica_lag_time_max.is_zero() {
+            return Err(bad("--replica-lag-time-max-ms", "0".into(), "must be > 0"));
+        }
         crate::storage::LogConfig::from_kafka_configs(&self.topic_defaults).map_err(|e| {
             ConfigError {
                 flag: "--topic-config",
@@ -343,6 +379,7 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: 0,
             shutdown_grace: Duration::from_secs(5),
             cluster: None,
+            replication: crate::replica::ReplicationConfig::default(),
         }
     }
 }

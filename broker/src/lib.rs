@@ -16,6 +16,8 @@
 //!   brokers share over their inter-broker RPC listener (a cluster).
 //! - [`partition`]: the partition log as the API sees it: append with idempotent-producer checks,
 //!   read, high watermark, truncation; waiting fetches subscribe to its high watermark.
+//! - [`replica`]: replication across brokers (Kafka's ISR model): the metadata reactor that opens
+//!   partitions and sets their roles, followers' fetchers, the leader's ISR upkeep.
 //! - [`storage`]: segment files with offset and time indexes, crash recovery, retention, compaction.
 //! - [`server`]: wires the layers into a running broker; [`http`] serves `/metrics`, `/healthz`, `/readyz`.
 
@@ -27,6 +29,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod partition;
+pub mod replica;
 pub mod server;
 pub mod storage;
 

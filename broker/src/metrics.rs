@@ -31,6 +31,12 @@ pub struct Metrics {
     pub fetched_bytes: Counter,
     pub log_end_offset: Family<PartitionLabel, Gauge>,
     pub log_size_bytes: Family<PartitionLabel, Gauge>,
+    /// Partitions this broker leads with a replica outside the ISR.
+    pub under_replicated_partitions: Gauge,
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
+    /// Per followed partition: the leader's high watermark minus this follower's log end offset.
+    pub follower_fetch_lag: Family<PartitionLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,8 +90,36 @@ impl Default for Metrics {
             "Bytes on disk per partition",
             log_size_bytes.clone(),
         );
+        let under_replicated_partitions = Gauge::default();
+        let isr_shrinks = Counter::default();
+        let isr_expands = Counter::default();
+        let follower_fetch_lag = Family::<PartitionLabel, Gauge>::default();
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions led by this broker with a replica outside the ISR",
+            under_replicated_partitions.clone(),
+        );
+        registry.register(
+            "isr_shrinks",
+            "ISR shrinks committed by this broker",
+            isr_shrinks.clone(),
+        );
+        registry.register(
+            "isr_expands",
+            "ISR expansions committed by this broker",
+            isr_expands.clone(),
+        );
+        registry.register(
+            "follower_fetch_lag",
+            "Offsets this follower is behind its leader, per partition",
+            follower_fetch_lag.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            under_replicated_partitions,
+            isr_shrinks,
+            isr_expands,
+            follower_fetch_lag,
             requests,
             connections,
             produced_records,
@@ -153,6 +187,7 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "other",
     }
 }

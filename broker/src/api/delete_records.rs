@@ -1,4 +1,5 @@
 //! DeleteRecords: move a partition's log start offset forward (`-1` means the high watermark).
+//! Only the leader answers; followers follow its log start offset through their fetches.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -46,7 +47,10 @@ fn delete(broker: &Broker, topic: &str, index: i32, offset: i64) -> Result<i64, 
     let partition = broker
         .replicas
         .get(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        .ok_or_else(|| super::not_hosted(broker, topic, index))?;
+    if !partition.is_leader() {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
     let hw = partition.high_watermark();
     let target = if offset == -1 { hw } else { offset };
     if target < 0 || target > hw {

@@ -23,9 +23,9 @@ pub(super) fn handle(
             .with_endpoint_type(request.endpoint_type);
     }
     let state = broker.metadata.read();
+    // Registered, unfenced brokers, as Kafka lists them.
     let brokers = state
-        .brokers
-        .values()
+        .live_brokers()
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, v7+), earliest local (-4, v8+), and the
-//! first offset whose timestamp is at or after a given time.
+//! first offset whose timestamp is at or after a given time. Only the leader answers
+//! (NOT_LEADER_OR_FOLLOWER elsewhere), after checking `current_leader_epoch` (v4+).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -31,7 +32,19 @@ pub(super) fn handle(
                 .map(|p| {
                     let mut r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    match lookup(broker, &name, p.partition_index, p.timestamp, version) {
+                    let epoch = if version >= 4 {
+                        p.current_leader_epoch
+                    } else {
+                        -1
+                    };
+                    match lookup(
+                        broker,
+                        &name,
+                        p.partition_index,
+                        p.timestamp,
+                        version,
+                        epoch,
+                    ) {
                         Ok((offset, timestamp, epoch)) => {
                             r.offset = offset;
                             r.timestamp = timestamp;
@@ -59,11 +72,24 @@ fn lookup(
     index: i32,
     timestamp: i64,
     version: i16,
+    current_leader_epoch: i32,
 ) -> Result<(i64, i64, i32), ResponseError> {
     let partition = broker
         .replicas
         .get(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        .ok_or_else(|| super::not_hosted(broker, topic, index))?;
+    if !partition.is_leader() {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    match partition.check_leader_epoch(current_leader_epoch) {
+        Ok(()) => {}
+        Err(crate::partition::EpochError::Fenced { .. }) => {
+            return Err(ResponseError::FencedLeaderEpoch);
+        }
+        Err(crate::partition::EpochError::Unknown { .. }) => {
+            return Err(ResponseError::UnknownLeaderEpoch);
+        }
+    }
     let epoch = partition.leader_epoch();
     match timestamp {
         LATEST => Ok((partition.high_watermark(), -1, epoch)),

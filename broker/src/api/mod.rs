@@ -20,6 +20,7 @@ mod find_coordinator;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::net::SocketAddr;
@@ -163,6 +164,12 @@ async fn dispatch(
         RequestKind::DeleteRecords(r) => {
             respond(header, key, v, &delete_records::handle(broker, r, v))
         }
+        RequestKind::OffsetForLeaderEpoch(r) => respond(
+            header,
+            key,
+            v,
+            &offset_for_leader_epoch::handle(broker, r, v),
+        ),
         RequestKind::DescribeCluster(r) => {
             respond(header, key, v, &describe_cluster::handle(broker, &r, v))
         }
@@ -239,6 +246,21 @@ fn respond<R: Encodable>(request: &RequestHeader, key: ApiKey, version: i16, bod
             tracing::error!(?key, version, error = %e, "failed to encode a response");
             Outcome::Close(format!("failed to encode {key:?} v{version} response"))
         }
+    }
+}
+
+/// The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when the partition
+/// exists elsewhere in the cluster (the client's metadata is stale), UNKNOWN_TOPIC_OR_PARTITION
+/// when it does not exist at all.
+pub(crate) fn not_hosted(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+) -> kafka_protocol::ResponseError {
+    if broker.metadata.read().partition(topic, index).is_some() {
+        kafka_protocol::ResponseError::NotLeaderOrFollower
+    } else {
+        kafka_protocol::ResponseError::UnknownTopicOrPartition
     }
 }
 

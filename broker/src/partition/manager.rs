@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::{Notify, watch};
+
 use super::Partition;
+use crate::replica::FetchPlan;
 use crate::storage::{LogConfig, StorageError};
 
 /// `(topic, partition index)`.
@@ -17,6 +20,12 @@ pub struct ReplicaManager {
     /// Broker-wide topic config defaults (`--topic-config`), under each topic's own configs.
     defaults: BTreeMap<String, String>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// Serialises reconciliations with the metadata (std mutex: reconciling is synchronous).
+    reconciling: std::sync::Mutex<()>,
+    /// The partitions this broker follows, per leader; the fetchers watch it.
+    fetch_plan: watch::Sender<FetchPlan>,
+    /// Woken when a follower may join an ISR, so that the expansion is not left to the next tick.
+    isr_wakeup: Notify,
 }
 
 impl ReplicaManager {
@@ -25,6 +34,9 @@ impl ReplicaManager {
             data_dir,
             defaults,
             partitions: RwLock::new(HashMap::new()),
+            reconciling: std::sync::Mutex::new(()),
+            fetch_plan: watch::channel(FetchPlan::new()).0,
+            isr_wakeup: Notify::new(),
         }
     }
 
@@ -132,8 +144,65 @@ impl ReplicaManager {
         }
     }
 
+    /// Held while reconciling hosted partitions with the metadata.
+    pub(crate) fn reconcile_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reconciling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replaces the fetch plan (wakes the fetchers only when it changed).
+    pub fn set_fetch_plan(&self, plan: FetchPlan) {
+        self.fetch_plan.send_if_modified(|current| {
+            let changed = *current != plan;
+            *current = plan;
+            changed
+        });
+    }
+
+    /// The fetch plan, watched.
+    pub fn subscribe_fetch_plan(&self) -> watch::Receiver<FetchPlan> {
+        self.fetch_plan.subscribe()
+    }
+
+    /// Wakes the ISR check (a follower caught up).
+    pub fn wake_isr_check(&self) {
+        self.isr_wakeup.notify_one();
+    }
+
+    /// Resolves when [`ReplicaManager::wake_isr_check`] was called.
+    pub async fn isr_check_wanted(&self) {
+        self.isr_wakeup.notified().await;
+    }
+
+    /// Closes one partition and deletes its files (this broker is no longer its replica).
+    pub fn remove(&self, topic: &str, index: i32) -> Result<(), StorageError> {
+        let removed = self
+            .partitions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(topic.to_owned(), index));
+        drop(removed);
+        let dir = self.dir_of(topic, index);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StorageError::Io { path: dir, source }),
+        }
+    }
+
+    /// Checkpoints every partition's high watermark.
+    pub fn checkpoint_high_watermarks(&self) {
+        for p in self.all() {
+            if let Err(e) = p.checkpoint_high_watermark() {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "high watermark checkpoint failed");
+            }
+        }
+    }
+
     /// Flushes every partition (clean shutdown).
     pub fn flush_all(&self) {
+        self.checkpoint_high_watermarks();
         for p in self.all() {
             if let Err(e) = p.log().flush() {
                 tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "flush on shutdown failed");

@@ -1,22 +1,38 @@
 //! The partition log as the API layer sees it: append with offsets assigned and producer sequences
-//! checked, read from an offset, high watermark, log start offset, truncation.
+//! checked, read from an offset, high watermark, log start offset, truncation, and the partition's
+//! replication role (Kafka's ISR model, see [`crate::replica`]).
 //!
-//! A single broker is leader of every partition it hosts, so the high watermark is the log end
-//! offset. Replication plugs in here: the high watermark will become the quorum-committed offset.
-//! Waiting fetches subscribe to [`Partition::subscribe`] and wake as soon as the high watermark moves.
+//! A leader's high watermark is the smallest log end offset over its ISR ([`LeaderState`]), so a
+//! partition whose ISR is the leader alone has its high watermark at its log end offset. A
+//! follower's is the leader's, capped by its own log end offset. Waiting fetches subscribe to
+//! [`Partition::subscribe`] (high watermark) or [`Partition::subscribe_leo`] (log end offset,
+//! for follower fetches) and wake as soon as it moves.
+//!
+//! The high watermark is persisted in `replication-offset-checkpoint` in the partition directory
+//! (periodically and on close, as Kafka does per log directory); on open it is the checkpointed
+//! value capped by the log end offset, or the log start offset when there is no checkpoint, so a
+//! restart never exposes records above the old high watermark.
 
+mod leader_state;
 mod manager;
 mod producer_state;
+mod role;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
+pub use leader_state::{FollowerState, LeaderState};
 pub use manager::{PartitionKey, ReplicaManager};
 pub use producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
+pub use role::{EpochError, IsrChange, Role};
 
 use crate::storage::{self, Log, LogConfig, StorageError};
+
+/// File of the partition's high watermark checkpoint.
+const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
 
 /// Why an append was refused, as a Kafka error code family.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +41,10 @@ pub enum AppendError {
     OutOfOrderSequence { producer_id: i64 },
     #[error("producer {producer_id} has a newer epoch than {epoch}")]
     InvalidProducerEpoch { producer_id: i64, epoch: i16 },
+    #[error("{topic}-{index} is followed here, not led")]
+    NotLeader { topic: String, index: i32 },
+    #[error("{topic}-{index} changed role since the data was fetched")]
+    RoleChanged { topic: String, index: i32 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -33,6 +53,8 @@ pub enum AppendError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub base_offset: i64,
+    /// Offset after the last record appended (what the high watermark must pass for acks=all).
+    pub end_offset: i64,
     pub log_start_offset: i64,
     /// True when the batch was a retry of one already in the log.
     pub duplicate: bool,
@@ -46,12 +68,21 @@ pub struct Partition {
     log: Log,
     /// Serialises sequence checks with the append they guard. Held for one append, never across `.await`.
     producers: Mutex<ProducerStates>,
-    leader_epoch: i32,
+    /// The leader epoch appends are stamped with; changes only with `role`, under its lock.
+    leader_epoch: AtomicI32,
+    /// Leader, follower or unassigned (std mutex: held briefly, never across `.await`).
+    role: Mutex<Role>,
     hw: watch::Sender<i64>,
+    leo: watch::Sender<i64>,
+    /// Bumped on every role or ISR change, so that acks=all waiters notice a lost leadership or
+    /// a shrunk ISR.
+    role_version: watch::Sender<u64>,
 }
 
 impl Partition {
-    /// Opens the partition's log and rebuilds producer state from it.
+    /// Opens the partition's log and rebuilds producer state from it. The partition starts
+    /// unassigned (see [`Role::Unassigned`]) until [`Partition::become_leader`] or
+    /// [`Partition::become_follower`].
     pub fn open(
         topic: &str,
         index: i32,
@@ -61,19 +92,37 @@ impl Partition {
     ) -> Result<Self, StorageError> {
         let log = Log::open(dir, config)?;
         let producers = rebuild_producer_state(&log)?;
-        let (hw, _) = watch::channel(log.log_end_offset());
+        let hw = read_hw_checkpoint(dir)?
+            .unwrap_or_else(|| log.log_start_offset())
+            .clamp(log.log_start_offset(), log.log_end_offset());
+        let (hw, _) = watch::channel(hw);
+        let (leo, _) = watch::channel(log.log_end_offset());
+        let (role_version, _) = watch::channel(0);
         Ok(Partition {
             topic: topic.to_owned(),
             index,
             log,
             producers: Mutex::new(producers),
-            leader_epoch,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            role: Mutex::new(Role::Unassigned),
             hw,
+            leo,
+            role_version,
         })
     }
 
-    /// Appends one validated record batch (producer fields already parsed into `producer`).
+    /// Appends one validated record batch (producer fields already parsed into `producer`),
+    /// stamped with the current leader epoch. A follower refuses ([`AppendError::NotLeader`]):
+    /// the role is held for the whole append, so a leadership lost meanwhile cannot interleave
+    /// with it (Kafka appends under the partition's leader-and-ISR read lock).
     pub fn append(&self, batch: &[u8], producer: &ProducerBatch) -> Result<Appended, AppendError> {
+        let role = self.role_lock();
+        if matches!(*role, Role::Follower { .. }) {
+            return Err(AppendError::NotLeader {
+                topic: self.topic.clone(),
+                index: self.index,
+            });
+        }
         let mut producers = self
             .producers
             .lock()
@@ -83,6 +132,7 @@ impl Partition {
             SequenceCheck::Duplicate { base_offset } => {
                 return Ok(Appended {
                     base_offset,
+                    end_offset: base_offset + i64::from(producer.last_offset_delta) + 1,
                     log_start_offset: self.log.log_start_offset(),
                     duplicate: true,
                 });
@@ -101,12 +151,16 @@ impl Partition {
         }
         // The log stamps offsets and the leader epoch into the header, so it needs its own copy.
         let mut batch = bytes::BytesMut::from(batch);
-        let info = self.log.append(&mut batch, self.leader_epoch)?;
+        let info = self
+            .log
+            .append(&mut batch, self.leader_epoch.load(Ordering::Acquire))?;
         producers.record(producer, info.base_offset);
         drop(producers);
-        self.hw.send_replace(self.log.log_end_offset());
+        self.leo.send_replace(self.log.log_end_offset());
+        self.refresh_hw_locked(&role);
         Ok(Appended {
             base_offset: info.base_offset,
+            end_offset: info.last_offset + 1,
             log_start_offset: self.log.log_start_offset(),
             duplicate: false,
         })
@@ -131,6 +185,19 @@ impl Partition {
             .records)
     }
 
+    /// As [`Partition::read_bounded`] but up to the log end offset: what followers fetch.
+    pub fn read_for_follower(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<Bytes, StorageError> {
+        Ok(self
+            .log
+            .read_bounded(offset, max_bytes, i64::MAX, min_one_batch)?
+            .records)
+    }
+
     pub fn high_watermark(&self) -> i64 {
         *self.hw.borrow()
     }
@@ -144,7 +211,7 @@ impl Partition {
     }
 
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+        self.leader_epoch.load(Ordering::Acquire)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -156,6 +223,16 @@ impl Partition {
         self.hw.subscribe()
     }
 
+    /// Wakes when the log end offset moves (follower fetches wait on it).
+    pub fn subscribe_leo(&self) -> watch::Receiver<i64> {
+        self.leo.subscribe()
+    }
+
+    /// Wakes on every role or ISR change.
+    pub fn subscribe_role(&self) -> watch::Receiver<u64> {
+        self.role_version.subscribe()
+    }
+
     pub fn log(&self) -> &Log {
         &self.log
     }
@@ -165,7 +242,8 @@ impl Partition {
         self.log.delete_records_before(offset)
     }
 
-    /// Replication: drops everything from `offset` on.
+    /// Replication: drops everything from `offset` on. The high watermark does not pass the new
+    /// log end offset.
     pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
         let mut producers = self
             .producers
@@ -174,8 +252,36 @@ impl Partition {
         self.log.truncate_to(offset)?;
         producers.truncate(offset);
         drop(producers);
-        self.hw.send_replace(self.log.log_end_offset());
+        let leo = self.log.log_end_offset();
+        self.leo.send_replace(leo);
+        self.hw.send_if_modified(|hw| {
+            let changed = *hw > leo;
+            *hw = (*hw).min(leo);
+            changed
+        });
         Ok(())
+    }
+
+    /// Persists the high watermark (Kafka's replication-offset-checkpoint).
+    pub fn checkpoint_high_watermark(&self) -> Result<(), StorageError> {
+        storage::checkpoint::write(
+            &self.log.dir().join(HW_CHECKPOINT),
+            &[self.high_watermark().to_string()],
+        )
+    }
+}
+
+fn read_hw_checkpoint(dir: &std::path::Path) -> Result<Option<i64>, StorageError> {
+    let path = dir.join(HW_CHECKPOINT);
+    let Some(lines) = storage::checkpoint::read(&path)? else {
+        return Ok(None);
+    };
+    match lines.first().map(|l| l.trim().parse::<i64>()) {
+        Some(Ok(hw)) => Ok(Some(hw)),
+        _ => Err(StorageError::InvalidCheckpoint {
+            path,
+            reason: format!("bad high watermark {lines:?}"),
+        }),
     }
 }
 
@@ -284,6 +390,7 @@ mod tests {
         drop(p);
         // Producer state comes back from the log.
         let p = Partition::open("t", 0, dir.path(), LogConfig::default(), 0).unwrap();
+        assert!(p.become_leader(0, 0, 0, vec![0], vec![0]));
         let retry = append(&p, &batch(5, 7, 10)).unwrap();
         assert!(retry.duplicate);
         assert_eq!(retry.base_offset, 10);

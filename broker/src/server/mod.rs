@@ -2,6 +2,7 @@
 //! runs background maintenance (retention, compaction, flushing), and shuts down gracefully.
 
 mod offsets_log;
+mod placement;
 mod topics;
 
 use std::sync::Arc;
@@ -75,18 +76,11 @@ impl Broker {
                 .await?;
         }
         let replicas = ReplicaManager::new(config.data_dir.clone(), config.topic_defaults.clone());
-        let topics: Vec<_> = metadata.read().topics.values().cloned().collect();
-        for topic in &topics {
-            let log_config = replicas
-                .log_config(&topic.configs)
-                .with_context(|| format!("configs of topic {}", topic.name))?;
-            for p in &topic.partitions {
-                replicas
-                    .open(&topic.name, p.index, log_config.clone(), p.leader_epoch)
-                    .with_context(|| format!("opening {}-{}", topic.name, p.index))?;
-            }
-        }
+        crate::replica::reconcile(&metadata, &replicas, config.node_id)
+            .context("opening the partitions this broker hosts")?;
         let offsets = offsets_log::open(&metadata, &replicas, config.node_id).await?;
+        crate::replica::reconcile(&metadata, &replicas, config.node_id)
+            .context("opening the partitions this broker hosts")?;
         let group_config = GroupConfig {
             group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             ..GroupConfig::default()
@@ -161,6 +155,15 @@ impl Broker {
             background.clone(),
         ));
         tracker.spawn(crate::http::serve(http, self.clone(), background.clone()));
+        tracker.spawn(crate::replica::reactor::run(
+            self.clone(),
+            background.clone(),
+        ));
+        tracker.spawn(crate::replica::fetcher::run(
+            self.clone(),
+            background.clone(),
+        ));
+        tracker.spawn(crate::replica::isr::run(self.clone(), background.clone()));
         let accept = tokio::spawn(crate::net::serve(
             listener,
             self.clone(),

@@ -31,10 +31,21 @@ pub(super) async fn open(
     let topic = match existing {
         Some(t) => t,
         None => {
+            // Kafka's offsets.topic.replication.factor is 3; a smaller cluster gets every live
+            // broker rather than a failure. This broker leads, as it hosts the coordinator.
+            let mut replicas = vec![node_id];
+            replicas.extend(
+                metadata
+                    .read()
+                    .live_brokers()
+                    .map(|b| b.id)
+                    .filter(|&id| id != node_id)
+                    .take(2),
+            );
             let t = TopicInfo {
                 name: OFFSETS_TOPIC.to_owned(),
                 id: Uuid::new_v4(),
-                partitions: vec![PartitionInfo::new(0, vec![node_id])],
+                partitions: vec![PartitionInfo::new(0, replicas)],
                 configs,
             };
             metadata

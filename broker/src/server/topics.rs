@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Broker;
+use super::placement::{place, random_start};
 use crate::cluster::{MetadataRecord, PartitionInfo, TopicInfo, validate_topic_name};
 use crate::group::PartitionLookup;
 
@@ -73,6 +74,21 @@ impl Broker {
         spec: TopicSpec,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
+        self.create_topic_with(spec, validate_only, false).await
+    }
+
+    /// Creates a topic a client asked Metadata for (`auto.create.topics.enable`): the default
+    /// replication factor is capped at the live brokers, so a small cluster still gets the topic.
+    pub async fn auto_create_topic(&self, spec: TopicSpec) -> Result<TopicInfo, TopicError> {
+        self.create_topic_with(spec, false, true).await
+    }
+
+    async fn create_topic_with(
+        &self,
+        spec: TopicSpec,
+        validate_only: bool,
+        cap_default_replication_factor: bool,
+    ) -> Result<TopicInfo, TopicError> {
         validate_topic_name(&spec.name).map_err(TopicError::InvalidName)?;
         if let Some(assignments) = &spec.assignments {
             return self
@@ -94,9 +110,16 @@ impl Broker {
                 "{partitions} partitions is more than the limit of 100000"
             )));
         }
-        let brokers: Vec<i32> = self.metadata.read().brokers.keys().copied().collect();
+        let brokers = self.live_brokers();
         let rf = if spec.replication_factor == -1 {
-            1
+            // Kafka's default.replication.factor; for auto-created topics capped at the live
+            // brokers, so that producing to a new topic works on a small cluster.
+            let default = self.config.replication.default_replication_factor;
+            if cap_default_replication_factor {
+                default.min(i16::try_from(brokers.len()).unwrap_or(i16::MAX).max(1))
+            } else {
+                default
+            }
         } else {
             spec.replication_factor
         };
@@ -106,8 +129,7 @@ impl Broker {
                 brokers.len()
             )));
         }
-        let log_config = self
-            .replicas
+        self.replicas
             .log_config(&spec.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
         if self.metadata.read().topic(&spec.name).is_some() {
@@ -116,10 +138,10 @@ impl Broker {
         let topic = TopicInfo {
             name: spec.name.clone(),
             id: Uuid::new_v4(),
-            partitions: place(&brokers, 0..partitions, rf as usize),
+            partitions: place(&brokers, 0..partitions, rf as usize, random_start()),
             configs: spec.configs,
         };
-        self.commit_topic(topic, &log_config, validate_only).await
+        self.commit_topic(topic, validate_only).await
     }
 
     async fn create_topic_assigned(
@@ -161,8 +183,7 @@ impl Broker {
                 "replica assignment lists no partitions".into(),
             ));
         }
-        let log_config = self
-            .replicas
+        self.replicas
             .log_config(&spec.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
         let topic = TopicInfo {
@@ -175,13 +196,12 @@ impl Broker {
                 .collect(),
             configs: spec.configs.clone(),
         };
-        self.commit_topic(topic, &log_config, validate_only).await
+        self.commit_topic(topic, validate_only).await
     }
 
     async fn commit_topic(
         &self,
         topic: TopicInfo,
-        log_config: &crate::storage::LogConfig,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
         let _admin = self.admin.lock().await;
@@ -195,11 +215,9 @@ impl Broker {
             .commit(vec![MetadataRecord::CreateTopic(topic.clone())])
             .await
             .map_err(internal)?;
-        for p in &topic.partitions {
-            self.replicas
-                .open(&topic.name, p.index, log_config.clone(), p.leader_epoch)
-                .map_err(internal)?;
-        }
+        // The topic is usable when this returns: open its partitions here rather than waiting
+        // for the reactor to notice the change.
+        self.reconcile_replicas()?;
         tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), replication_factor = topic.replication_factor(), "created topic");
         Ok(topic)
     }
@@ -222,7 +240,7 @@ impl Broker {
                 }])
                 .await
                 .map_err(internal)?;
-            self.replicas.remove_topic(name).map_err(internal)?;
+            self.reconcile_replicas()?;
             topic.id
         };
         self.groups.topic_deleted(name).await;
@@ -252,14 +270,19 @@ impl Broker {
                 "{count} partitions is more than the limit of 100000"
             )));
         }
-        let brokers: Vec<i32> = self.metadata.read().brokers.keys().copied().collect();
+        let brokers = self.live_brokers();
         let rf = topic.replication_factor().max(1);
-        let new = place(&brokers, current..count, rf);
+        if rf > brokers.len() {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is larger than the {} live brokers",
+                brokers.len()
+            )));
+        }
+        let new = place(&brokers, current..count, rf, random_start());
         if validate_only {
             return Ok(());
         }
-        let log_config = self
-            .replicas
+        self.replicas
             .log_config(&topic.configs)
             .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
         self.metadata
@@ -269,11 +292,7 @@ impl Broker {
             }])
             .await
             .map_err(internal)?;
-        for p in &new {
-            self.replicas
-                .open(name, p.index, log_config.clone(), p.leader_epoch)
-                .map_err(internal)?;
-        }
+        self.reconcile_replicas()?;
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -315,21 +334,22 @@ impl Broker {
     }
 }
 
-/// Round-robin placement of partitions `indexes` on `brokers`, `rf` replicas each, the first one
-/// leading. Balanced moves across brokers are the operator's planner's job; this is the initial layout.
-fn place(brokers: &[i32], indexes: std::ops::Range<i32>, rf: usize) -> Vec<PartitionInfo> {
-    indexes
-        .map(|i| {
-            let replicas: Vec<i32> = (0..rf)
-                .filter_map(|r| {
-                    brokers
-                        .get((i as usize + r) % brokers.len().max(1))
-                        .copied()
-                })
-                .collect();
-            PartitionInfo::new(i, replicas)
-        })
-        .collect()
+impl Broker {
+    /// Opens, closes and re-roles hosted partitions after a metadata commit of this broker's own.
+    fn reconcile_replicas(&self) -> Result<(), TopicError> {
+        crate::replica::reconcile(&self.metadata, &self.replicas, self.config.node_id)
+            .map(|_| ())
+            .map_err(internal)
+    }
+
+    /// Registered, unfenced brokers with their racks, by id.
+    fn live_brokers(&self) -> Vec<(i32, Option<String>)> {
+        self.metadata
+            .read()
+            .live_brokers()
+            .map(|b| (b.id, b.rack.clone()))
+            .collect()
+    }
 }
 
 /// Whether partitions exist, for the group coordinator. Holds the broker weakly: the broker owns
@@ -406,4 +426,43 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod replication_factor_tests {
+    use super::{TopicError, TopicSpec};
+    use crate::BrokerConfig;
+    use crate::server::Broker;
+
+    fn spec(name: &str) -> TopicSpec {
+        TopicSpec {
+            name: name.into(),
+            partitions: -1,
+            replication_factor: -1,
+            configs: Default::default(),
+            assignments: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_replication_factor_is_capped_only_for_auto_created_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let mut config = BrokerConfig::local(dir.path().to_owned(), any, any);
+        config.replication.default_replication_factor = 3;
+        let broker = Broker::open(config).await.unwrap();
+        assert!(matches!(
+            broker.create_topic(spec("explicit"), false).await,
+            Err(TopicError::InvalidReplicationFactor(_))
+        ));
+        let t = broker.auto_create_topic(spec("implicit")).await.unwrap();
+        assert_eq!(t.replication_factor(), 1);
+        // Usable at once: the partition is open and led here.
+        assert!(
+            broker
+                .replicas
+                .get("implicit", 0)
+                .is_some_and(|p| p.is_leader())
+        );
+    }
 }

@@ -466,6 +466,20 @@ impl Log {
         lock(&self.epochs).latest_epoch()
     }
 
+    /// A new leader's epoch starts at the log end offset (Kafka assigns it on becoming leader,
+    /// before any append), so that followers' epochs are compared with it at once.
+    ///
+    /// # Errors
+    /// I/O errors of the epoch checkpoint.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<(), StorageError> {
+        let _w = lock(&self.writer);
+        let mut epochs = lock(&self.epochs);
+        if epochs.assign(epoch, self.log_end_offset()) {
+            epochs.flush()?;
+        }
+        Ok(())
+    }
+
     /// OffsetForLeaderEpoch: the largest epoch at most `epoch` and the offset where it ended
     /// (the log end offset for the latest epoch); `(-1, -1)` when unknown.
     #[must_use]

@@ -35,7 +35,7 @@
 //! the active segment, so the log is always a prefix of what was appended.
 
 pub mod batch;
-mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod config;
 mod epoch_cache;
 mod error;

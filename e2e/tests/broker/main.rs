@@ -12,3 +12,4 @@ mod kcat;
 mod librdkafka;
 mod protocol;
 mod python;
+mod replication;

@@ -208,22 +208,7 @@ impl Log {
         let offset = offset.max(0);
         let segments = self.segments_snapshot();
         if offset < self.log_start_offset() {
-            let fresh = Arc::new(Segment::create(&self.dir, offset)?);
-            {
-                let mut map = self
-                    .segments
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                map.clear();
-                map.insert(offset, Arc::clone(&fresh));
-            }
-            for s in segments.iter().filter(|s| s.base_offset() != offset) {
-                s.delete_files()?;
-            }
-            w.active = fresh;
-            self.log_end_offset.store(offset, Ordering::Release);
-            write_log_start(&self.dir, offset)?;
-            self.log_start_offset.store(offset, Ordering::Release);
+            self.restart_at(&mut w, &segments, offset)?;
         } else {
             let (keep, doomed): (Vec<_>, Vec<_>) = segments
                 .into_iter()
@@ -245,6 +230,54 @@ impl Log {
         if epochs.truncate_from_end(offset) {
             epochs.flush()?;
         }
+        Ok(())
+    }
+
+    /// Replication: empties the log and restarts it at `offset`, which becomes both the log start
+    /// and the log end offset (Kafka's `truncateFullyAndStartAt`, for a follower whose fetch
+    /// offset fell below the leader's log start).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        let mut w = lock(&self.writer);
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        let offset = offset.max(0);
+        let segments = self.segments_snapshot();
+        self.restart_at(&mut w, &segments, offset)?;
+        let mut epochs = lock(&self.epochs);
+        if epochs.truncate_from_end(offset) {
+            epochs.flush()?;
+        }
+        Ok(())
+    }
+
+    fn restart_at(
+        &self,
+        w: &mut super::Writer,
+        segments: &[Arc<Segment>],
+        offset: i64,
+    ) -> Result<(), StorageError> {
+        // Drop the old segment at `offset` first: `Segment::create` would reuse its file.
+        for s in segments.iter().filter(|s| s.base_offset() == offset) {
+            s.delete_files()?;
+        }
+        let fresh = Arc::new(Segment::create(&self.dir, offset)?);
+        {
+            let mut map = self
+                .segments
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.clear();
+            map.insert(offset, Arc::clone(&fresh));
+        }
+        for s in segments.iter().filter(|s| s.base_offset() != offset) {
+            s.delete_files()?;
+        }
+        w.active = fresh;
+        self.log_end_offset.store(offset, Ordering::Release);
+        write_log_start(&self.dir, offset)?;
+        self.log_start_offset.store(offset, Ordering::Release);
         Ok(())
     }
 
