@@ -438,3 +438,34 @@ async fn restarts_rebuild_from_snapshot_plus_log_and_a_lagging_node_gets_the_lea
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_allocating_producer_ids_at_once_never_share_one() {
+    let c = Cluster::start(3, |_| {}).await;
+    c.all_ready().await;
+    // Two brokers per node, each with its own block cache, each taking two blocks' worth.
+    let caches: Vec<tokio::sync::Mutex<(i64, i64)>> =
+        (0..6).map(|_| tokio::sync::Mutex::new((0, 0))).collect();
+    let mut tasks = Vec::new();
+    for (i, cache) in caches.iter().enumerate() {
+        let store = c.node(u64::try_from(i % 3).unwrap());
+        tasks.push(async move {
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                ids.push(store.allocate_producer_id(cache).await.unwrap());
+                // Exhaust the block so that the next call claims a new one.
+                let mut block = cache.lock().await;
+                block.0 = block.1;
+            }
+            ids
+        });
+    }
+    let ids: Vec<i64> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let unique: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicate producer ids: {ids:?}");
+    c.shutdown().await;
+}
