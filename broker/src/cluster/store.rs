@@ -588,6 +588,28 @@ mod tests {
     }
 
     #[test]
+    fn a_local_store_is_its_own_controller_and_records_heartbeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MetadataStore::open(dir.path()).unwrap();
+        assert!(s.is_controller() && s.caught_up());
+        assert_eq!(s.controller_id(4), 4);
+        assert!(s.heartbeats().is_empty());
+        block_on(s.heartbeat(3)).unwrap();
+        block_on(s.wait_ready(std::time::Duration::ZERO)).unwrap();
+        assert!(s.heartbeats().contains_key(&3));
+    }
+
+    #[test]
+    fn a_stale_producer_id_claim_is_refused_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MetadataStore::open(dir.path()).unwrap();
+        let claim = |next| vec![MetadataRecord::AllocateProducerIds { next }];
+        assert!(block_on(s.commit_if_next_producer_id(claim(1000), 0)).unwrap());
+        assert!(!block_on(s.commit_if_next_producer_id(claim(1000), 0)).unwrap());
+        assert_eq!(s.read().next_producer_id, 1000);
+    }
+
+    #[test]
     fn producer_ids_are_unique_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let first: Vec<i64> = {
