@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::raft::{RaftNode, RaftOptions};
+use super::raft::{MetadataBatch, RaftNode, RaftOptions};
 use super::state::{ClusterState, MetadataRecord};
 
 const JOURNAL: &str = "metadata.log";
@@ -239,8 +239,27 @@ impl MetadataStore {
     /// [`MetadataError::Unavailable`]. A retried batch is applied at most once.
     pub async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), MetadataError> {
         match &self.backend {
-            Backend::Local(journal) => self.commit_local(journal, &records),
+            Backend::Local(journal) => self.commit_local(journal, &records, None).map(drop),
             Backend::Raft(node) => node.commit(records).await,
+        }
+    }
+
+    /// [`MetadataStore::commit`] as a compare-and-set: applied only if `next_producer_id` is still
+    /// `expected` when the records apply; returns whether they were.
+    async fn commit_if_next_producer_id(
+        &self,
+        records: Vec<MetadataRecord>,
+        expected: i64,
+    ) -> Result<bool, MetadataError> {
+        match &self.backend {
+            Backend::Local(journal) => self.commit_local(journal, &records, Some(expected)),
+            Backend::Raft(node) => {
+                let batch = MetadataBatch {
+                    if_next_producer_id: Some(expected),
+                    ..MetadataBatch::new(records)
+                };
+                node.commit_batch(batch).await
+            }
         }
     }
 
@@ -248,20 +267,25 @@ impl MetadataStore {
         &self,
         journal: &Mutex<File>,
         records: &[MetadataRecord],
-    ) -> Result<(), MetadataError> {
+        if_next_producer_id: Option<i64>,
+    ) -> Result<bool, MetadataError> {
         let mut buf = Vec::new();
         for r in records {
             serde_json::to_writer(&mut buf, r)?;
             buf.push(b'\n');
         }
         let path = self.dir.join(JOURNAL);
+        // The journal lock serialises writers, so the check and the write are one step.
         let mut journal = journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if if_next_producer_id.is_some_and(|n| self.shared.read().next_producer_id != n) {
+            return Ok(false);
+        }
         journal.write_all(&buf).map_err(io(&path))?;
         journal.sync_data().map_err(io(&path))?;
         self.shared.apply(records);
-        Ok(())
+        Ok(true)
     }
 
     /// Whether this node is the controller: the Raft leader (always true in local mode).
@@ -350,18 +374,32 @@ impl MetadataStore {
     }
 
     /// Hands out one producer id, reserving them in blocks so that the journal sees one record per block.
+    /// A block is claimed by compare-and-set on `next_producer_id`, so brokers allocating at once
+    /// never share a block; the loser retries with the next one.
     pub async fn allocate_producer_id(
         &self,
         cache: &tokio::sync::Mutex<(i64, i64)>,
     ) -> Result<i64, MetadataError> {
         const BLOCK: i64 = 1000;
+        const ATTEMPTS: usize = 100;
         let mut c = cache.lock().await;
         if c.0 >= c.1 {
-            let start = self.read().next_producer_id;
-            self.commit(vec![MetadataRecord::AllocateProducerIds {
-                next: start + BLOCK,
-            }])
-            .await?;
+            let mut claimed = None;
+            for _ in 0..ATTEMPTS {
+                let start = self.read().next_producer_id;
+                let record = MetadataRecord::AllocateProducerIds {
+                    next: start + BLOCK,
+                };
+                if self.commit_if_next_producer_id(vec![record], start).await? {
+                    claimed = Some(start);
+                    break;
+                }
+            }
+            let start = claimed.ok_or_else(|| {
+                MetadataError::Unavailable(format!(
+                    "no producer id block claimed in {ATTEMPTS} attempts"
+                ))
+            })?;
             *c = (start, start + BLOCK);
         }
         let id = c.0;
@@ -547,6 +585,28 @@ mod tests {
             .lines()
             .count();
         assert!(lines <= 3, "journal has {lines} lines");
+    }
+
+    #[test]
+    fn a_local_store_is_its_own_controller_and_records_heartbeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MetadataStore::open(dir.path()).unwrap();
+        assert!(s.is_controller() && s.caught_up());
+        assert_eq!(s.controller_id(4), 4);
+        assert!(s.heartbeats().is_empty());
+        block_on(s.heartbeat(3)).unwrap();
+        block_on(s.wait_ready(std::time::Duration::ZERO)).unwrap();
+        assert!(s.heartbeats().contains_key(&3));
+    }
+
+    #[test]
+    fn a_stale_producer_id_claim_is_refused_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MetadataStore::open(dir.path()).unwrap();
+        let claim = |next| vec![MetadataRecord::AllocateProducerIds { next }];
+        assert!(block_on(s.commit_if_next_producer_id(claim(1000), 0)).unwrap());
+        assert!(!block_on(s.commit_if_next_producer_id(claim(1000), 0)).unwrap());
+        assert_eq!(s.read().next_producer_id, 1000);
     }
 
     #[test]

@@ -5,9 +5,14 @@
 //! here, not where partition data lives.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{DescribeClusterRequest, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DescribeClusterRequest, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::admin::create_topic;
 use crate::common::wire::Wire;
@@ -46,7 +51,7 @@ fn start_cluster(n: usize) -> (Vec<BrokerProcess>, String) {
 }
 
 fn metadata(b: &BrokerProcess) -> Option<MetadataResponse> {
-    let mut wire = Wire::connect(b.kafka);
+    let mut wire = Wire::try_connect(b.kafka).ok()?;
     wire.try_call(&MetadataRequest::default().with_topics(None), 12)
         .ok()
 }
@@ -189,4 +194,89 @@ fn three_brokers_share_metadata_and_survive_the_loss_of_the_controller() {
     for b in &mut brokers {
         assert!(b.terminate(), "a broker did not stop cleanly:\n{}", b.log());
     }
+}
+
+/// Kafka's TOPIC_ALREADY_EXISTS: a retried create whose first attempt went through.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// Creates `name` through any of `addrs`, retrying on errors and dead brokers until one answers
+/// that it exists.
+fn create_somewhere(addrs: &[SocketAddr], name: &str) {
+    let deadline = Instant::now() + WAIT;
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(15_000);
+    for attempt in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "{name} not created within {WAIT:?}"
+        );
+        let Some(addr) = addrs.get(attempt % addrs.len()) else {
+            panic!("no brokers");
+        };
+        let Ok(mut wire) = Wire::try_connect(*addr) else {
+            continue;
+        };
+        if let Ok(r) = wire.try_call(&request, 7)
+            && r.topics
+                .first()
+                .is_some_and(|t| t.error_code == 0 || t.error_code == TOPIC_ALREADY_EXISTS)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn topics_acknowledged_while_brokers_are_killed_are_kept_by_all() {
+    let (mut brokers, _) = start_cluster(3);
+    let addrs: Vec<SocketAddr> = brokers.iter().map(|b| b.kafka).collect();
+    let killing = std::sync::atomic::AtomicBool::new(true);
+    let names = std::thread::scope(|scope| {
+        // Creates topics one after another, through whichever broker answers, until the kills
+        // are over; returns the names acknowledged.
+        let creator = scope.spawn(|| {
+            let mut acked = Vec::new();
+            while killing.load(std::sync::atomic::Ordering::Relaxed) && acked.len() < 500 {
+                let name = format!("acked-{}", acked.len());
+                create_somewhere(&addrs, &name);
+                acked.push(name);
+                // Paced so that the kills fall among the creates rather than after the cap.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            acked
+        });
+        // kill -9 each broker in turn while topics are being created, and bring it back.
+        for round in 0..3 {
+            let victim = &mut brokers[round % 3];
+            std::thread::sleep(Duration::from_millis(300));
+            victim.kill9();
+            victim.restart();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        killing.store(false, std::sync::atomic::Ordering::Relaxed);
+        creator.join().expect("creator thread")
+    });
+    assert!(
+        (3..500).contains(&names.len()),
+        "{} topics created: the kills did not overlap the creates",
+        names.len()
+    );
+    for b in &brokers {
+        let mut last = BTreeSet::new();
+        wait_until("every acknowledged topic on every broker", WAIT, || {
+            last = metadata(b).map(|m| topics(&m)).unwrap_or_default();
+            names.iter().all(|n| last.contains(n))
+        });
+    }
+    let ids: BTreeSet<String> = brokers
+        .iter()
+        .filter_map(|b| metadata(b).map(|m| cluster_id(&m)))
+        .collect();
+    assert_eq!(ids.len(), 1, "cluster ids {ids:?}");
 }

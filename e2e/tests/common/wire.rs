@@ -17,6 +17,17 @@ pub struct Wire {
 }
 
 impl Wire {
+    /// Connects, or says why not (for brokers that may be down).
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(Wire {
+            stream,
+            correlation: 0,
+        })
+    }
+
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
         stream

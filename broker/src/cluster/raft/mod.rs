@@ -41,7 +41,7 @@ openraft::declare_raft_types!(
     /// nodes are RPC addresses.
     pub TypeConfig:
         D = MetadataBatch,
-        R = (),
+        R = bool,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -49,7 +49,8 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// One Raft log entry's payload: records applied together, in order.
+/// One Raft log entry's payload: records applied together, in order. Applying one yields whether
+/// its precondition held (always true without one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataBatch {
     /// Unique per commit call: a batch retried after a lost reply (leader change, timeout) is
@@ -58,6 +59,10 @@ pub struct MetadataBatch {
     /// Sets the cluster id when the replicated state has none yet (the first one applied wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// A compare-and-set: the batch is applied only if the state's `next_producer_id` is this
+    /// value, so that brokers allocating producer-id blocks at once cannot get the same block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_next_producer_id: Option<i64>,
     pub records: Vec<MetadataRecord>,
 }
 
@@ -67,6 +72,7 @@ impl MetadataBatch {
         MetadataBatch {
             id: Uuid::new_v4(),
             cluster_id: None,
+            if_next_producer_id: None,
             records,
         }
     }

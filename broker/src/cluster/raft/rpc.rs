@@ -49,14 +49,23 @@ pub(crate) enum Refusal {
     Failed(String),
 }
 
+/// A batch committed and applied on the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Committed {
+    /// Its log index.
+    pub(crate) index: u64,
+    /// Whether its precondition held (see [`MetadataBatch::if_next_producer_id`]).
+    pub(crate) applied: bool,
+}
+
 /// The reply to a [`Request`], of the same kind.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Response {
     AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
-    /// ForwardCommit: the log index the batch was committed and applied at on the leader.
-    Committed(Result<u64, Refusal>),
+    /// ForwardCommit: where the batch was committed and applied on the leader.
+    Committed(Result<Committed, Refusal>),
     /// Join or Heartbeat.
     Done(Result<(), Refusal>),
 }

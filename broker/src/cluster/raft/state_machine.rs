@@ -10,7 +10,7 @@
     reason = "openraft's storage traits fix `StorageError` as the error type"
 )]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,7 @@ use super::super::store::{Shared, snapshot_records, write_atomically};
 use super::{MetadataBatch, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
-/// How many recent batch ids are remembered to drop a retried duplicate.
+/// How many recent batch ids (with their outcome) are remembered to drop a retried duplicate.
 const RECENT_BATCHES: usize = 1000;
 
 type StoreResult<T> = Result<T, StorageError<u64>>;
@@ -38,7 +38,8 @@ type StoreResult<T> = Result<T, StorageError<u64>>;
 pub(crate) struct SnapshotContent {
     pub(crate) cluster_id: Option<String>,
     pub(crate) records: Vec<MetadataRecord>,
-    pub(crate) recent: Vec<Uuid>,
+    /// Recent batch ids, oldest first, with whether each was applied.
+    pub(crate) recent: Vec<(Uuid, bool)>,
 }
 
 /// The snapshot file: its Raft metadata and its content.
@@ -55,7 +56,7 @@ pub(crate) struct StateMachine {
     last_applied: Option<LogId<u64>>,
     last_membership: StoredMembership<u64, BasicNode>,
     recent: VecDeque<Uuid>,
-    recent_set: HashSet<Uuid>,
+    outcomes: HashMap<Uuid, bool>,
     /// The last snapshot built or installed; shared with the snapshot builders.
     current: Arc<Mutex<Option<StoredSnapshot>>>,
     built: u64,
@@ -70,7 +71,7 @@ impl StateMachine {
             last_applied: None,
             last_membership: StoredMembership::default(),
             recent: VecDeque::new(),
-            recent_set: HashSet::new(),
+            outcomes: HashMap::new(),
             current: Arc::new(Mutex::new(None)),
             built: 0,
         };
@@ -96,36 +97,42 @@ impl StateMachine {
         if let Some(id) = &stored.content.cluster_id {
             self.shared.set_cluster_id(id);
         }
-        self.recent = stored.content.recent.iter().copied().collect();
-        self.recent_set = self.recent.iter().copied().collect();
+        self.recent = stored.content.recent.iter().map(|(id, _)| *id).collect();
+        self.outcomes = stored.content.recent.iter().copied().collect();
         self.last_applied = stored.meta.last_log_id;
         self.last_membership = stored.meta.last_membership.clone();
     }
 
-    fn remember(&mut self, id: Uuid) -> bool {
-        if !self.recent_set.insert(id) {
-            return false;
-        }
+    fn remember(&mut self, id: Uuid, applied: bool) {
+        self.outcomes.insert(id, applied);
         self.recent.push_back(id);
         while self.recent.len() > RECENT_BATCHES {
             if let Some(old) = self.recent.pop_front() {
-                self.recent_set.remove(&old);
+                self.outcomes.remove(&old);
             }
         }
-        true
     }
 
-    fn apply_batch(&mut self, batch: &MetadataBatch) {
-        if !self.remember(batch.id) {
+    /// Applies a batch unless its precondition fails or it was applied before (then its first
+    /// outcome is repeated); returns whether it was applied.
+    fn apply_batch(&mut self, batch: &MetadataBatch) -> bool {
+        if let Some(&applied) = self.outcomes.get(&batch.id) {
             tracing::debug!(id = %batch.id, "dropped a batch applied before (a retried commit)");
-            return;
+            return applied;
         }
-        if let Some(id) = &batch.cluster_id {
-            self.shared.set_cluster_id(id);
+        let applied = batch
+            .if_next_producer_id
+            .is_none_or(|n| self.shared.read().next_producer_id == n);
+        if applied {
+            if let Some(id) = &batch.cluster_id {
+                self.shared.set_cluster_id(id);
+            }
+            if !batch.records.is_empty() {
+                self.shared.apply(&batch.records);
+            }
         }
-        if !batch.records.is_empty() {
-            self.shared.apply(&batch.records);
-        }
+        self.remember(batch.id, applied);
+        applied
     }
 }
 
@@ -181,7 +188,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<()>>
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<bool>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -189,14 +196,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         for entry in entries {
             self.last_applied = Some(entry.log_id);
-            match &entry.payload {
-                EntryPayload::Blank => {}
+            let applied = match &entry.payload {
+                EntryPayload::Blank => true,
                 EntryPayload::Normal(batch) => self.apply_batch(batch),
                 EntryPayload::Membership(m) => {
                     self.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    true
                 }
-            }
-            out.push(());
+            };
+            out.push(applied);
         }
         Ok(out)
     }
@@ -211,7 +219,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let content = SnapshotContent {
             cluster_id: self.shared.cluster_id().map(str::to_owned),
             records: snapshot_records(&self.shared.read()),
-            recent: self.recent.iter().copied().collect(),
+            recent: self
+                .recent
+                .iter()
+                .map(|id| (*id, self.outcomes.get(id).copied().unwrap_or(true)))
+                .collect(),
         };
         SnapshotBuilder {
             dir: self.dir.clone(),
@@ -310,6 +322,35 @@ mod tests {
         assert!(changes.has_changed().unwrap());
         let (applied, _) = sm.applied_state().await.unwrap();
         assert_eq!(applied.map(|l| l.index), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_stale_producer_id_precondition_is_skipped_and_so_is_its_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, shared) = open(dir.path());
+        let claim = |expected: i64| MetadataBatch {
+            if_next_producer_id: Some(expected),
+            ..MetadataBatch::new(vec![MetadataRecord::AllocateProducerIds {
+                next: expected + 1000,
+            }])
+        };
+        let first = claim(0);
+        let racing = claim(0);
+        let out = sm
+            .apply([
+                normal(1, first.clone()),
+                normal(2, racing.clone()),
+                normal(3, racing),
+                normal(4, first),
+            ])
+            .await
+            .unwrap();
+        // The retry of each batch repeats its first outcome.
+        assert_eq!(out, vec![true, false, false, true]);
+        assert_eq!(shared.read().next_producer_id, 1000);
+        let out = sm.apply([normal(5, claim(1000))]).await.unwrap();
+        assert_eq!(out, vec![true]);
+        assert_eq!(shared.read().next_producer_id, 2000);
     }
 
     #[tokio::test]

@@ -21,9 +21,10 @@ fn options(id: u64, voters: &BTreeMap<u64, String>, dir: &Path) -> RaftOptions {
         None,
         dir.to_owned(),
     );
-    o.heartbeat_interval = Duration::from_millis(50);
-    o.election_timeout_min = Duration::from_millis(300);
-    o.election_timeout_max = Duration::from_millis(600);
+    // Short enough for quick failovers, long enough not to churn on a busy two-core machine.
+    o.heartbeat_interval = Duration::from_millis(100);
+    o.election_timeout_min = Duration::from_millis(500);
+    o.election_timeout_max = Duration::from_millis(1000);
     o.rpc_timeout = Duration::from_secs(1);
     o
 }
@@ -436,5 +437,63 @@ async fn restarts_rebuild_from_snapshot_plus_log_and_a_lagging_node_gets_the_lea
         c.node(other).read().next_producer_id,
         c.node(leader).read().next_producer_id
     );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_allocating_producer_ids_at_once_never_share_one() {
+    let c = Cluster::start(3, |_| {}).await;
+    c.all_ready().await;
+    // Two brokers per node, each with its own block cache, each taking two blocks' worth.
+    let caches: Vec<tokio::sync::Mutex<(i64, i64)>> =
+        (0..6).map(|_| tokio::sync::Mutex::new((0, 0))).collect();
+    let mut tasks = Vec::new();
+    for (i, cache) in caches.iter().enumerate() {
+        let store = c.node(u64::try_from(i % 3).unwrap());
+        tasks.push(async move {
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                ids.push(store.allocate_producer_id(cache).await.unwrap());
+                // Exhaust the block so that the next call claims a new one.
+                let mut block = cache.lock().await;
+                block.0 = block.1;
+            }
+            ids
+        });
+    }
+    let ids: Vec<i64> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let unique: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicate producer ids: {ids:?}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_restarts_from_its_files() {
+    let mut c = Cluster::start(3, |_| {}).await;
+    c.all_ready().await;
+    c.node(1).commit(vec![create("kept")]).await.unwrap();
+    let id = c.node(0).cluster_id().to_owned();
+    for n in 0..3 {
+        sees(c.node(n), "kept").await;
+    }
+    for n in 0..3 {
+        c.stop(n).await;
+    }
+    for n in 0..3 {
+        c.open(n, None).await;
+    }
+    c.all_ready().await;
+    for n in 0..3 {
+        assert!(c.node(n).read().topic("kept").is_some());
+        assert_eq!(c.node(n).cluster_id(), id);
+    }
+    c.node(2).commit(vec![create("after")]).await.unwrap();
+    for n in 0..3 {
+        sees(c.node(n), "after").await;
+    }
     c.shutdown().await;
 }

@@ -33,7 +33,7 @@ use super::super::state::MetadataRecord;
 use super::super::store::{MetadataError, Shared};
 use super::log_store::LogStore;
 use super::network::{Network, Peers};
-use super::rpc::{Refusal, Request, Response};
+use super::rpc::{Committed, Refusal, Request, Response};
 use super::state_machine::StateMachine;
 use super::{MetadataBatch, RaftOptions, TypeConfig};
 
@@ -266,17 +266,25 @@ impl RaftNode {
 
     /// Commits `records` through the leader and waits until they are applied here.
     pub(crate) async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), MetadataError> {
-        let batch = MetadataBatch::new(records);
+        self.commit_batch(MetadataBatch::new(records))
+            .await
+            .map(drop)
+    }
+
+    /// Commits `batch` through the leader, waits until it is applied here, and returns whether its
+    /// precondition held.
+    pub(crate) async fn commit_batch(&self, batch: MetadataBatch) -> Result<bool, MetadataError> {
         let deadline = Instant::now() + self.commit_timeout;
-        let index = self.until_leader_accepts(&batch, deadline).await?;
-        self.wait_applied(index, deadline).await
+        let outcome = self.until_leader_accepts(&batch, deadline).await?;
+        self.wait_applied(outcome.index, deadline).await?;
+        Ok(outcome.applied)
     }
 
     async fn until_leader_accepts(
         &self,
         batch: &MetadataBatch,
         deadline: Instant,
-    ) -> Result<u64, MetadataError> {
+    ) -> Result<Committed, MetadataError> {
         loop {
             if self.shutdown.is_cancelled() {
                 return Err(MetadataError::Unavailable(
@@ -297,7 +305,7 @@ impl RaftNode {
                 Some(l) => self.forward(l, batch, deadline).await,
             };
             match attempt {
-                Ok(index) => return Ok(index),
+                Ok(outcome) => return Ok(outcome),
                 Err(e) if Instant::now() >= deadline => {
                     return Err(MetadataError::Unavailable(format!(
                         "no leader committed the change within {:?}: {e}",
@@ -317,7 +325,7 @@ impl RaftNode {
         leader: u64,
         batch: &MetadataBatch,
         deadline: Instant,
-    ) -> Result<u64, String> {
+    ) -> Result<Committed, String> {
         let addr = self
             .addr_of(leader)
             .ok_or_else(|| format!("no address for leader {leader}"))?;
@@ -358,9 +366,10 @@ impl RaftNode {
         }
     }
 
-    /// On the leader: proposes `batch` and returns the index it was applied at.
-    /// Bounded by the commit timeout: a leader that lost its quorum would otherwise wait forever.
-    pub(crate) async fn propose(&self, batch: MetadataBatch) -> Result<u64, Refusal> {
+    /// On the leader: proposes `batch`; returns the index it was applied at and whether its
+    /// precondition held. Bounded by the commit timeout: a leader that lost its quorum would
+    /// otherwise wait forever.
+    pub(crate) async fn propose(&self, batch: MetadataBatch) -> Result<Committed, Refusal> {
         let write = tokio::time::timeout(self.commit_timeout, self.raft.client_write(batch));
         let Ok(result) = write.await else {
             return Err(Refusal::Failed(format!(
@@ -369,7 +378,10 @@ impl RaftNode {
             )));
         };
         match result {
-            Ok(resp) => Ok(resp.log_id.index),
+            Ok(resp) => Ok(Committed {
+                index: resp.log_id.index,
+                applied: resp.data,
+            }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(Refusal::NotLeader {
                     leader: f.leader_id,
