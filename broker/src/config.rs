@@ -74,6 +74,37 @@ pub struct BrokerArgs {
     /// Grace period for in-flight requests on SIGTERM before connections are closed, in milliseconds.
     #[arg(long, env = "ODRADEK_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
+
+    /// How long the controller waits for a broker's heartbeat before fencing it and moving its
+    /// leadership away (Kafka's `broker.session.timeout.ms`).
+    #[arg(
+        long,
+        env = "ODRADEK_BROKER_SESSION_TIMEOUT_MS",
+        default_value_t = 9000
+    )]
+    pub broker_session_timeout_ms: u64,
+
+    /// How often this broker heartbeats to the controller (Kafka's `broker.heartbeat.interval.ms`).
+    #[arg(
+        long,
+        env = "ODRADEK_BROKER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 2000
+    )]
+    pub broker_heartbeat_interval_ms: u64,
+
+    /// Move leadership back to each partition's preferred replica when it is in sync
+    /// (Kafka's `auto.leader.rebalance.enable`).
+    #[arg(long, env = "ODRADEK_AUTO_LEADER_REBALANCE_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_leader_rebalance_enable: bool,
+
+    /// How often the controller looks for partitions not led by their preferred replica, in seconds
+    /// (Kafka's `leader.imbalance.check.interval.seconds`).
+    #[arg(
+        long,
+        env = "ODRADEK_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+        default_value_t = 30
+    )]
+    pub leader_imbalance_check_interval_seconds: u64,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -82,6 +113,9 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {s:?}"))?;
     Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
+
+/// How often the controller loop runs: fencing is at most this late after a session expires.
+const CONTROLLER_TICK: Duration = Duration::from_millis(250);
 
 /// Validated broker configuration.
 #[derive(Debug, Clone)]
@@ -100,6 +134,12 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     pub group_initial_rebalance_delay_ms: i32,
     pub shutdown_grace: Duration,
+    pub broker_session_timeout: Duration,
+    pub broker_heartbeat_interval: Duration,
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval: Duration,
+    /// How often the controller re-evaluates sessions, reassignments and leaders.
+    pub controller_tick: Duration,
 }
 
 /// A flag whose value cannot be used.
@@ -148,6 +188,13 @@ impl BrokerArgs {
             retention_check_interval: Duration::from_millis(self.retention_check_ms),
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            broker_session_timeout: Duration::from_millis(self.broker_session_timeout_ms),
+            broker_heartbeat_interval: Duration::from_millis(self.broker_heartbeat_interval_ms),
+            auto_leader_rebalance_enable: self.auto_leader_rebalance_enable,
+            leader_imbalance_check_interval: Duration::from_secs(
+                self.leader_imbalance_check_interval_seconds,
+            ),
+            controller_tick: CONTROLLER_TICK,
         };
         config.validate()?;
         Ok(config)
@@ -190,6 +237,22 @@ impl BrokerConfig {
             let v = self.group_initial_rebalance_delay_ms.to_string();
             return Err(bad("--group-initial-rebalance-delay-ms", v, "must be >= 0"));
         }
+        if self.broker_heartbeat_interval.is_zero()
+            || self.broker_heartbeat_interval >= self.broker_session_timeout
+        {
+            return Err(bad(
+                "--broker-heartbeat-interval-ms",
+                self.broker_heartbeat_interval.as_millis().to_string(),
+                "must be above 0 and below --broker-session-timeout-ms",
+            ));
+        }
+        if self.leader_imbalance_check_interval.is_zero() {
+            return Err(bad(
+                "--leader-imbalance-check-interval-seconds",
+                "0".into(),
+                "must be >= 1",
+            ));
+        }
         crate::storage::LogConfig::from_kafka_configs(&self.topic_defaults).map_err(|e| {
             ConfigError {
                 flag: "--topic-config",
@@ -217,6 +280,11 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             group_initial_rebalance_delay_ms: 0,
             shutdown_grace: Duration::from_secs(5),
+            broker_session_timeout: Duration::from_millis(9000),
+            broker_heartbeat_interval: Duration::from_millis(2000),
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval: Duration::from_secs(30),
+            controller_tick: CONTROLLER_TICK,
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   Errors become Kafka error codes here and nowhere else.
 //! - [`group`]: the consumer-group coordinator (classic protocol, static membership) and committed
 //!   offsets, persisted in the compacted internal topic `__consumer_offsets`.
+//! - [`controller`]: broker liveness (heartbeats, fencing), leader election from the ISR, preferred
+//!   leaders and partition reassignment: pure decisions over [`cluster`] state, committed as records.
 //! - [`cluster`]: cluster metadata (brokers, topics with ids, partitions, configs), changed only by
 //!   applying records from a durable journal.
 //! - [`partition`]: the partition log as the API sees it: append with idempotent-producer checks,
@@ -21,6 +23,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod group;
 pub mod http;
 pub mod metrics;

@@ -3,10 +3,12 @@
 //! is cut off. When the journal has grown well past the state it describes it is rewritten as a snapshot
 //! (the records that recreate the current state) through a temporary file and an atomic rename.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -45,6 +47,9 @@ pub struct MetadataStore {
     state: RwLock<ClusterState>,
     /// Counts applied changes; watchers wake on every change.
     changes: watch::Sender<u64>,
+    /// When each broker last heartbeated (local mode: this node is always the controller).
+    /// Never held across `.await`.
+    heartbeats: Mutex<HashMap<i32, Instant>>,
 }
 
 impl MetadataStore {
@@ -90,6 +95,7 @@ impl MetadataStore {
             journal: Mutex::new(journal),
             state: RwLock::new(state),
             changes: watch::channel(0).0,
+            heartbeats: Mutex::new(HashMap::new()),
         })
     }
 
@@ -142,6 +148,33 @@ impl MetadataStore {
         drop(state);
         self.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Whether this node runs the controller. A single-node store is always the controller.
+    pub fn is_controller(&self) -> bool {
+        true
+    }
+
+    /// A broker's liveness signal, delivered to the controller (here: recorded locally).
+    pub async fn heartbeat(&self, broker_id: i32) -> Result<(), MetadataError> {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(broker_id, Instant::now());
+        Ok(())
+    }
+
+    /// When each broker last heartbeated, as the controller saw it.
+    pub fn heartbeats(&self) -> HashMap<i32, Instant> {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether this node has applied everything the controller committed (always, when local).
+    pub fn caught_up(&self) -> bool {
+        true
     }
 
     /// Hands out one producer id, reserving them in blocks so that the journal sees one record per block.

@@ -149,6 +149,21 @@ impl Broker {
             background.clone(),
         ));
         tracker.spawn(crate::http::serve(http, self.clone(), background.clone()));
+        // Liveness before the listener opens: observe the current fencing, heartbeat, and (on the
+        // controller, always in single-node mode) unfence this broker and give it its leadership
+        // back before the first request arrives.
+        let mut controller = crate::controller::Controller::new(self.clone());
+        controller.tick().await;
+        if let Err(err) = self.metadata.heartbeat(self.config.node_id).await {
+            tracing::warn!(%err, "first heartbeat to the controller failed");
+        }
+        controller.tick().await;
+        tracker.spawn(controller.run(background.clone()));
+        let heartbeats_stop = CancellationToken::new();
+        let heartbeats = tokio::spawn(crate::controller::send_heartbeats(
+            self.clone(),
+            heartbeats_stop.clone(),
+        ));
         let accept = tokio::spawn(crate::net::serve(
             listener,
             self.clone(),
@@ -160,6 +175,12 @@ impl Broker {
         shutdown.cancelled().await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         self.ready.store(false, Ordering::Relaxed);
+        // Controlled shutdown: heartbeats stop first (so the controller does not unfence this
+        // broker again), then leadership moves to the other in-sync replicas while clients can
+        // still reach this listener and learn where it went.
+        heartbeats_stop.cancel();
+        let _ = heartbeats.await;
+        crate::controller::controlled_shutdown(&self, self.config.shutdown_grace).await;
         conn_shutdown.cancel();
         let _ = accept.await;
         background.cancel();
