@@ -64,8 +64,8 @@ pub fn original_replicas(p: &PartitionInfo) -> Vec<i32> {
 /// Starts (or replaces) the reassignment of `topic`-`partition` to `target`, or with `None` cancels
 /// the one in progress, restoring the original replicas.
 ///
-/// A target yields `replicas = target` followed by the current replicas not in it, `adding = target
-/// - current`, `removing = current - target`; the leader and ISR are untouched (the leader is still a
+/// A target yields `replicas = target` followed by the current replicas not in it,
+/// `adding = target - current`, `removing = current - target`; the leader and ISR are untouched (the leader is still a
 /// replica). As in Kafka, "current" is the replica set as it stands, so replacing a reassignment in
 /// progress treats its adding replicas as current ones. A cancellation drops the adding replicas from
 /// the replicas and the ISR and, if one of them led, elects a leader among the remaining ones.

@@ -160,6 +160,13 @@ impl Broker {
         controller.tick().await;
         tracker.spawn(controller.run(background.clone()));
         let heartbeats_stop = CancellationToken::new();
+        // Dropping this future (an abrupt stop) ends everything it started, with no controlled
+        // shutdown: heartbeats stop and the controller fences this broker after its session.
+        let _stop_on_drop = (
+            conn_shutdown.clone().drop_guard(),
+            background.clone().drop_guard(),
+            heartbeats_stop.clone().drop_guard(),
+        );
         let heartbeats = tokio::spawn(crate::controller::send_heartbeats(
             self.clone(),
             heartbeats_stop.clone(),

@@ -1,6 +1,8 @@
 //! Fixtures shared by the decision-function tests, and property tests of their invariants over
 //! random cluster states.
 
+mod cluster;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
