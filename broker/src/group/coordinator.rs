@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -90,6 +91,9 @@ pub struct GroupCoordinator {
     state: Mutex<State>,
     /// Wakes [`run`](Self::run) when a handler may have set an earlier deadline.
     wake: Notify,
+    /// Whether this broker coordinates groups now (it leads the offsets partition). While false,
+    /// group requests answer `NOT_COORDINATOR` and no group is held in memory.
+    active: AtomicBool,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -130,7 +134,53 @@ impl GroupCoordinator {
             clock,
             state: Mutex::new(state),
             wake: Notify::new(),
+            active: AtomicBool::new(true),
         })
+    }
+
+    /// Whether this coordinator serves groups now. A new coordinator is active; the broker
+    /// deactivates it while another broker leads the offsets partition.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Becomes the coordinator: rebuilds every group and offset from the log (which may have
+    /// grown while another broker coordinated), then serves. Requests during the load answer
+    /// `NOT_COORDINATOR`, so nothing is served from a half-loaded state.
+    pub fn activate(&self) -> Result<(), GroupError> {
+        self.deactivate();
+        let now = self.clock.now();
+        let groups = replay(self.log.replay()?, now)?;
+        tracing::info!(groups = groups.len(), "group coordinator loaded");
+        let mut state = self.lock();
+        state.groups = groups;
+        state.timers.clear();
+        let group_ids: Vec<String> = state.groups.keys().cloned().collect();
+        for group_id in &group_ids {
+            state.schedule(group_id);
+        }
+        self.active.store(true, Ordering::SeqCst);
+        drop(state);
+        self.wake();
+        Ok(())
+    }
+
+    /// Stops coordinating: drops every group from memory (the log keeps them for the next
+    /// coordinator) and answers parked JoinGroup and SyncGroup requests with `NOT_COORDINATOR`,
+    /// so their members look the coordinator up again.
+    pub fn deactivate(&self) {
+        let mut state = self.lock();
+        self.active.store(false, Ordering::SeqCst);
+        let code = kafka_protocol::ResponseError::NotCoordinator.code();
+        for group in state.groups.values_mut() {
+            for member in &mut group.members {
+                let member_id = member.member_id.clone();
+                member.complete_join(super::outcome::JoinOutcome::error(code, &member_id));
+                member.complete_sync(super::outcome::SyncOutcome::error(code));
+            }
+        }
+        state.groups.clear();
+        state.timers.clear();
     }
 
     /// Background task: session timeouts, rebalance timeouts, offset expiry. Runs until cancelled.

@@ -65,6 +65,7 @@ mod join;
 mod log;
 mod member;
 mod membership;
+mod not_coordinator;
 mod offsets;
 mod outcome;
 mod rebalance;
@@ -77,7 +78,9 @@ use kafka_protocol::messages::ApiKey;
 pub use config::GroupConfig;
 pub use coordinator::{ClientInfo, GroupCoordinator};
 pub use error::GroupError;
-pub use log::{CoordinatorLog, CoordinatorRecord, MemoryCoordinatorLog, PartitionLookup};
+pub use log::{
+    CoordinatorLog, CoordinatorRecord, DurableFuture, MemoryCoordinatorLog, PartitionLookup,
+};
 
 /// The API versions the coordinator serves, as (API key, min version, max version): the table above,
 /// for ApiVersions.

@@ -42,11 +42,60 @@ impl GroupCoordinator {
         req: OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
+        if !self.is_active() {
+            return super::not_coordinator::offset_commit(&req);
+        }
+        let mut results = self.commit_locked(&req, version);
+        // Acknowledged only once the offsets log's replication has it (acks=all on the log).
+        if results.iter().any(|r| r.2.is_ok()) {
+            let timeout =
+                std::time::Duration::from_millis(self.config.offsets_commit_timeout_ms as u64);
+            let durable = match tokio::time::timeout(timeout, self.log.wait_durable()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(err)) => {
+                    tracing::warn!(group_id = %req.group_id.as_str(), %err, "offset commit not durable");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(group_id = %req.group_id.as_str(), ?timeout, "offset commit not replicated in time");
+                    false
+                }
+            };
+            if !durable {
+                for result in results.iter_mut().filter(|r| r.2.is_ok()) {
+                    result.2 = Err(ResponseError::CoordinatorNotAvailable.code());
+                }
+            }
+        }
+        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+        for (topic, partition, outcome) in results {
+            let entry = OffsetCommitResponsePartition::default()
+                .with_partition_index(partition)
+                .with_error_code(outcome.err().unwrap_or(0));
+            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+                Some(t) => t.partitions.push(entry),
+                None => topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(vec![entry]),
+                ),
+            }
+        }
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    /// Validates a commit and writes its valid offsets to the log and to memory, under the lock:
+    /// per partition, the offset written or the error.
+    fn commit_locked(
+        &self,
+        req: &OffsetCommitRequest,
+        version: i16,
+    ) -> Vec<(String, i32, Result<OffsetValue, i16>)> {
         let now = self.now();
         // One lock for validation, the log append and the update, so that a rebalance cannot slip
         // in between and a commit of a stale generation is never accepted.
         let mut state = self.lock();
-        let group_error = validate_commit(&state, &req);
+        let group_error = validate_commit(&state, req);
         // Per partition: the error, or the offset to write.
         let mut results: Vec<(String, i32, Result<OffsetValue, i16>)> = Vec::new();
         for topic in &req.topics {
@@ -77,24 +126,9 @@ impl GroupCoordinator {
             }
         }
         if group_error.is_none() {
-            self.apply_commit(&mut state, &req, &mut results, now);
+            self.apply_commit(&mut state, req, &mut results, now);
         }
-        drop(state);
-        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-        for (topic, partition, outcome) in results {
-            let entry = OffsetCommitResponsePartition::default()
-                .with_partition_index(partition)
-                .with_error_code(outcome.err().unwrap_or(0));
-            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
-                Some(t) => t.partitions.push(entry),
-                None => topics.push(
-                    OffsetCommitResponseTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic)))
-                        .with_partitions(vec![entry]),
-                ),
-            }
-        }
-        OffsetCommitResponse::default().with_topics(topics)
+        results
     }
 
     fn check_partition(
@@ -165,6 +199,9 @@ impl GroupCoordinator {
     /// OffsetFetch (v1-9): committed offsets of one group (v1-7) or several (v8+); null topics mean
     /// every partition the group has an offset for.
     pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        if !self.is_active() {
+            return super::not_coordinator::offset_fetch(&req, version);
+        }
         let state = self.lock();
         if version >= 8 {
             let groups = req
@@ -244,6 +281,9 @@ impl GroupCoordinator {
         req: OffsetDeleteRequest,
         _version: i16,
     ) -> OffsetDeleteResponse {
+        if !self.is_active() {
+            return super::not_coordinator::offset_delete();
+        }
         let group_id = req.group_id.to_string();
         let mut state = self.lock();
         let Some(group) = state.groups.get_mut(&group_id) else {

@@ -5,7 +5,7 @@ mod offsets_log;
 mod topics;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -13,6 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use offsets_log::OFFSETS_TOPIC;
+
+/// The broker that coordinates every consumer group: the leader of `__consumer_offsets`
+/// partition 0, or -1 while it has none.
+pub fn group_coordinator(state: &crate::cluster::ClusterState) -> i32 {
+    offsets_log::coordinator(state).0
+}
 pub use topics::{TopicError, TopicSpec};
 
 use crate::cluster::{BrokerInfo, MetadataRecord, MetadataStore};
@@ -35,6 +41,9 @@ pub struct Broker {
     /// Serialises topic creation, deletion and config changes (check, then commit).
     admin: tokio::sync::Mutex<()>,
     ready: AtomicBool,
+    /// Leader epoch of the offsets partition the group coordinator was loaded at; -1 while
+    /// another broker coordinates.
+    coordinator_epoch: AtomicI32,
 }
 
 impl Broker {
@@ -84,7 +93,15 @@ impl Broker {
             ..GroupConfig::default()
         };
         let lookup = Arc::new(topics::PartitionLookupImpl::default());
+        let (coordinator, coordinator_epoch) = offsets_log::coordinator(&metadata.read());
         let groups = GroupCoordinator::new(offsets, lookup.clone(), group_config)?;
+        // Only the leader of the offsets partition coordinates; `follow_leadership` keeps it so.
+        let coordinator_epoch = if coordinator == config.node_id {
+            coordinator_epoch
+        } else {
+            groups.deactivate();
+            -1
+        };
         let broker = Arc::new(Broker {
             config,
             metadata,
@@ -94,6 +111,7 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             admin: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
+            coordinator_epoch: AtomicI32::new(coordinator_epoch),
         });
         lookup.set(&broker);
         Ok(broker)
@@ -159,6 +177,14 @@ impl Broker {
         }
         controller.tick().await;
         tracker.spawn(controller.run(background.clone()));
+        // Coordinate groups from the first request if this broker leads the offsets partition.
+        if let Err(err) = offsets_log::sync_coordinator(&self) {
+            tracing::warn!(%err, "loading the group coordinator failed; retrying");
+        }
+        tracker.spawn(offsets_log::follow_leadership(
+            self.clone(),
+            background.clone(),
+        ));
         let heartbeats_stop = CancellationToken::new();
         // Dropping this future (an abrupt stop) ends everything it started, with no controlled
         // shutdown: heartbeats stop and the controller fences this broker after its session.

@@ -1,7 +1,13 @@
-//! The group coordinator's log: the compacted internal topic `__consumer_offsets`, one partition on a
-//! single broker, holding committed offsets and group metadata as key/value records.
+//! The group coordinator's log: the compacted internal topic `__consumer_offsets`, one partition,
+//! holding committed offsets and group metadata as key/value records.
+//!
+//! The broker that leads that partition is the group coordinator of every group (FindCoordinator
+//! names it). [`follow_leadership`] activates this broker's coordinator, reloading every group
+//! from the partition's log, when it becomes the leader, and deactivates it when it stops being
+//! the leader; appends are refused on a broker that does not lead the partition.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -9,16 +15,27 @@ use kafka_protocol::records::{
 };
 use uuid::Uuid;
 
-use crate::cluster::{MetadataRecord, MetadataStore, PartitionInfo, TopicInfo};
-use crate::group::{CoordinatorLog, GroupError};
+use tokio_util::sync::CancellationToken;
+
+use super::Broker;
+use crate::cluster::{ClusterState, MetadataRecord, MetadataStore, PartitionInfo, TopicInfo};
+use crate::group::{CoordinatorLog, DurableFuture, GroupError};
 use crate::partition::{Partition, ProducerBatch, ReplicaManager};
 
 /// Kafka's name for the internal topic of committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// The broker that coordinates groups: the leader of `__consumer_offsets` partition 0, if it has
+/// one (-1 otherwise), and that partition's leader epoch.
+pub(crate) fn coordinator(state: &ClusterState) -> (i32, i32) {
+    state
+        .partition(OFFSETS_TOPIC, 0)
+        .map_or((-1, -1), |p| (p.leader, p.leader_epoch))
+}
+
 /// Creates the internal topic if absent and returns its log for the coordinator.
 pub(super) async fn open(
-    metadata: &MetadataStore,
+    metadata: &Arc<MetadataStore>,
     replicas: &ReplicaManager,
     node_id: i32,
 ) -> anyhow::Result<Arc<dyn CoordinatorLog>> {
@@ -45,11 +62,79 @@ pub(super) async fn open(
     };
     let log_config = replicas.log_config(&topic.configs)?;
     let partition = replicas.open(OFFSETS_TOPIC, 0, log_config, 0)?;
-    Ok(Arc::new(OffsetsLog { partition }))
+    let appended_end = AtomicI64::new(partition.log_end_offset());
+    Ok(Arc::new(OffsetsLog {
+        partition,
+        metadata: metadata.clone(),
+        node_id,
+        appended_end,
+    }))
+}
+
+/// Brings this broker's group coordinator in step with the leadership of the offsets partition:
+/// active, and loaded from the log at the current leader epoch, exactly while this broker leads
+/// it. A new leader epoch reloads even when this broker leads again: another broker may have
+/// coordinated in between.
+pub(super) fn sync_coordinator(broker: &Broker) -> Result<(), GroupError> {
+    let me = broker.config.node_id;
+    let (leader, epoch) = coordinator(&broker.metadata.read());
+    let loaded = broker.coordinator_epoch.load(Ordering::SeqCst);
+    if leader == me {
+        if loaded != epoch || !broker.groups.is_active() {
+            broker.groups.activate()?;
+            broker.coordinator_epoch.store(epoch, Ordering::SeqCst);
+            tracing::info!(
+                leader_epoch = epoch,
+                "this broker is now the group coordinator"
+            );
+        }
+    } else if loaded != -1 || broker.groups.is_active() {
+        broker.groups.deactivate();
+        broker.coordinator_epoch.store(-1, Ordering::SeqCst);
+        tracing::info!(leader, "another broker coordinates groups now");
+    }
+    Ok(())
+}
+
+/// Runs [`sync_coordinator`] on every metadata change until `shutdown`; a failed load is retried
+/// every controller tick.
+pub(super) async fn follow_leadership(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut changes = broker.metadata.subscribe();
+    loop {
+        let retry = match sync_coordinator(&broker) {
+            Ok(()) => false,
+            Err(err) => {
+                tracing::warn!(%err, "loading the group coordinator failed; retrying");
+                true
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(broker.config.controller_tick), if retry => {}
+        }
+    }
+}
+
+/// Waits until the offsets partition's high watermark reaches `end`: everything before it is on
+/// every in-sync replica. This is the one place where offset commits get acks=all semantics; with
+/// a single replica the high watermark is the log end and this returns at once. The replication
+/// layer advances the high watermark as followers fetch; should it offer a dedicated "committed
+/// up to" wait, this function is the call site to point at it.
+async fn wait_offsets_replicated(partition: &Partition, end: i64) -> Result<(), GroupError> {
+    let mut hw = partition.subscribe();
+    hw.wait_for(|&hw| hw >= end)
+        .await
+        .map(|_| ())
+        .map_err(|_| GroupError::log("the offsets partition was closed"))
 }
 
 struct OffsetsLog {
     partition: Arc<Partition>,
+    metadata: Arc<MetadataStore>,
+    node_id: i32,
+    /// The log end offset after the last append: what [`CoordinatorLog::wait_durable`] waits for.
+    appended_end: AtomicI64,
 }
 
 impl CoordinatorLog for OffsetsLog {
@@ -57,6 +142,15 @@ impl CoordinatorLog for OffsetsLog {
         if records.is_empty() {
             return Ok(());
         }
+        // Only the leader writes: a broker that lost leadership must not fork the log.
+        let (leader, _) = coordinator(&self.metadata.read());
+        if leader != self.node_id {
+            return Err(GroupError::log(format!(
+                "broker {} does not lead {OFFSETS_TOPIC}-0 (leader {leader})",
+                self.node_id
+            )));
+        }
+        let count = records.len() as i64;
         let now = super::topics::now_ms();
         let recs: Vec<Record> = records
             .into_iter()
@@ -90,10 +184,18 @@ impl CoordinatorLog for OffsetsLog {
             base_sequence: -1,
             last_offset_delta: 0,
         };
-        self.partition
+        let appended = self
+            .partition
             .append(&buf, &producer)
             .map_err(GroupError::log)?;
+        self.appended_end
+            .fetch_max(appended.base_offset + count, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn wait_durable(&self) -> DurableFuture<'_> {
+        let end = self.appended_end.load(Ordering::SeqCst);
+        Box::pin(wait_offsets_replicated(&self.partition, end))
     }
 
     fn replay(&self) -> Result<Vec<(Bytes, Option<Bytes>)>, GroupError> {

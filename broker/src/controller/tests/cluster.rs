@@ -183,6 +183,18 @@ impl Drop for TestCluster {
     }
 }
 
+/// Polls `check` until it holds, or fails the test after [`PATIENCE`].
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Sends one request and decodes its response.
 async fn call<R: Request>(addr: SocketAddr, request: &R, version: i16) -> R::Response {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -256,7 +268,11 @@ async fn a_silent_broker_is_fenced_and_its_leadership_returns_after_it_comes_bac
     assert_eq!((alone.leader, alone.isr.clone()), (-1, vec![2]));
     let b0 = cluster.node(0).broker.clone();
     let controller = &b0.metrics;
-    assert_eq!(controller.fenced_brokers.get(), 1);
+    // The gauges follow at the controller's next tick.
+    eventually("broker 0's controller counts one fenced broker", || {
+        controller.fenced_brokers.get() == 1
+    })
+    .await;
     assert_eq!(controller.active_controller.get(), 1);
 
     // It comes back: unfenced, and it leads its single-replica partition again at once.
