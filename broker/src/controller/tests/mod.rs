@@ -2,6 +2,8 @@
 //! random cluster states.
 
 mod cluster;
+mod harness;
+mod placement;
 
 use std::collections::BTreeMap;
 
