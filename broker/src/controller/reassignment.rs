@@ -217,7 +217,8 @@ pub fn reassignments(state: &ClusterState) -> impl Iterator<Item = (&str, &Parti
     partitions(state).filter(|(_, p)| in_progress(p))
 }
 
-/// The leader after a change, for counting elections: `NO_LEADER` is not a leader.
+/// Whether `record` elects a leader (a change of leader to a broker, not to `NO_LEADER`): what the
+/// leader-elections metric counts.
 pub(super) fn is_election(record: &MetadataRecord) -> bool {
     matches!(
         record,

@@ -156,4 +156,49 @@ mod tests {
                 .is_empty()
         );
     }
+
+    proptest::proptest! {
+        /// Over any history of heartbeats: a broker is fenced only once a full timeout has passed
+        /// since its last heartbeat (or since the controller started), and unfenced only by a
+        /// heartbeat newer than its fence.
+        #[test]
+        fn fencing_and_unfencing_follow_the_heartbeats(
+            steps in proptest::collection::vec((0u64..3000, proptest::option::of(0i32..3)), 1..60),
+        ) {
+            let t0 = Instant::now();
+            let mut s = cluster(3);
+            let mut sessions = Sessions::new(TIMEOUT, t0);
+            let mut beats: HashMap<i32, Instant> = HashMap::new();
+            let mut fenced_at: HashMap<i32, Instant> = HashMap::new();
+            let mut now = t0;
+            for (advance, beat) in steps {
+                now += ms(advance);
+                if let Some(id) = beat {
+                    beats.insert(id, now);
+                }
+                let changes = sessions.decide(&s, &beats, now);
+                for id in &changes.fence {
+                    let last = beats.get(id).copied().unwrap_or(t0).max(t0);
+                    proptest::prop_assert!(now.duration_since(last) > TIMEOUT);
+                    proptest::prop_assert!(!s.fenced.contains(id));
+                    s.apply(&crate::cluster::MetadataRecord::FenceBroker { id: *id });
+                    fenced_at.insert(*id, now);
+                }
+                for id in &changes.unfence {
+                    proptest::prop_assert!(beats[id] > fenced_at[id]);
+                    s.apply(&crate::cluster::MetadataRecord::UnfenceBroker { id: *id });
+                }
+                // Nobody with a recent heartbeat stays fenced, nobody silent stays live.
+                for id in 0..3 {
+                    let last = beats.get(&id).copied().unwrap_or(t0).max(t0);
+                    let recent = now.duration_since(last) <= TIMEOUT;
+                    if !recent {
+                        proptest::prop_assert!(s.fenced.contains(&id));
+                    } else if s.fenced.contains(&id) {
+                        proptest::prop_assert!(beats.get(&id).is_none_or(|b| *b <= fenced_at[&id]));
+                    }
+                }
+            }
+        }
+    }
 }
