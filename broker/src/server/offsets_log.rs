@@ -91,7 +91,7 @@ pub(super) fn sync_coordinator(broker: &Broker) -> Result<(), GroupError> {
     } else if loaded != -1 || broker.groups.is_active() {
         broker.groups.deactivate();
         broker.coordinator_epoch.store(-1, Ordering::SeqCst);
-        tracing::info!(leader, "another broker coordinates groups now");
+        tracing::info!(leader, "this broker no longer coordinates groups");
     }
     Ok(())
 }
