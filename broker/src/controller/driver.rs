@@ -143,6 +143,21 @@ pub async fn send_heartbeats(broker: Arc<Broker>, stop: CancellationToken) {
     }
 }
 
+/// Fences this broker as it starts, as a Kafka broker registers fenced: leadership of its
+/// partitions moves to the other in-sync replicas and it leaves their ISRs (it may have lost
+/// records that were not flushed), until the controller sees its heartbeats and unfences it. A
+/// failed commit is logged: the broker then keeps whatever leadership the metadata gives it.
+pub async fn start_fenced(broker: &Broker) {
+    let me = broker.config.node_id;
+    let records = fence(&broker.metadata.read(), me);
+    if records.is_empty() {
+        return;
+    }
+    if let Err(err) = broker.metadata.commit(records).await {
+        tracing::warn!(%err, "fencing this broker at start failed");
+    }
+}
+
 /// Whether `broker` still leads a partition that another live in-sync replica could take over.
 fn leads_movable_partition(state: &ClusterState, broker: i32) -> bool {
     partitions(state)

@@ -26,7 +26,7 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 
-pub use driver::{Controller, controlled_shutdown, send_heartbeats};
+pub use driver::{Controller, controlled_shutdown, send_heartbeats, start_fenced};
 pub use election::{ElectionError, elect_preferred, fence, preferred_leaders, unfence};
 pub use reassignment::{
     ReassignmentError, alter, in_progress, original_replicas, progress, reassignments,

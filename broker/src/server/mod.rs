@@ -125,9 +125,12 @@ impl Broker {
             .await?)
     }
 
-    /// True once the listener is bound and every partition is open.
+    /// True once the listener is bound, every partition is open and the controller has unfenced
+    /// this broker.
     pub fn is_ready(&self) -> bool {
+        // A fenced broker leads nothing and is out of every ISR: not ready until unfenced.
         self.ready.load(Ordering::Relaxed)
+            && !self.metadata.read().fenced.contains(&self.config.node_id)
     }
 
     /// Binds the listeners and serves until `shutdown`; then stops accepting, lets requests in flight
@@ -167,9 +170,11 @@ impl Broker {
             background.clone(),
         ));
         tracker.spawn(crate::http::serve(http, self.clone(), background.clone()));
-        // Liveness before the listener opens: observe the current fencing, heartbeat, and (on the
-        // controller, always in single-node mode) unfence this broker and give it its leadership
-        // back before the first request arrives.
+        // Liveness before the listener opens: start fenced (a restarted broker may have lost
+        // unflushed records, so it leads nothing until the controller has seen it heartbeat),
+        // heartbeat, and (on the controller, always in single-node mode) unfence this broker and
+        // give it its leadership back before the first request arrives.
+        crate::controller::start_fenced(&self).await;
         let mut controller = crate::controller::Controller::new(self.clone());
         controller.tick().await;
         if let Err(err) = self.metadata.heartbeat(self.config.node_id).await {

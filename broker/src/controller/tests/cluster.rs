@@ -286,3 +286,31 @@ async fn elect_leaders_and_unregister_broker_answer_with_kafkas_codes() {
     assert_eq!(r.error_code, 0, "{r:?}");
     assert!(!cluster.metadata.read().brokers.contains_key(&2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_within_its_session_starts_fenced_and_leads_only_once_back_in_sync() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.create("restarting", vec![vec![0, 1]]).await;
+    assert!(cluster.node(0).broker.is_ready());
+    // A crash and an immediate restart: the session never expired.
+    cluster.nodes[0].kill().await;
+    assert!(!cluster.metadata.read().fenced.contains(&0));
+    let (kafka, http) = listeners().await;
+    cluster.nodes[0].serve(kafka, http);
+    cluster
+        .until("broker 1 leads and broker 0 is out of the ISR", |s| {
+            s.partition("restarting", 0)
+                .is_some_and(|p| p.leader == 1 && p.isr == vec![1])
+        })
+        .await;
+    let b0 = cluster.node(0).broker.clone();
+    eventually("broker 0 is unfenced and ready", || b0.is_ready()).await;
+    // It leads again only once its follower is back in sync.
+    assert_eq!(cluster.partition("restarting", 0).leader, 1);
+    cluster.set_isr("restarting", 0, vec![1, 0]).await;
+    cluster
+        .until("the preferred replica leads again", |s| {
+            s.partition("restarting", 0).is_some_and(|p| p.leader == 0)
+        })
+        .await;
+}
