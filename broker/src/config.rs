@@ -71,7 +71,8 @@ pub struct BrokerArgs {
     )]
     pub group_initial_rebalance_delay_ms: i32,
 
-    /// Grace period for in-flight requests on SIGTERM before connections are closed, in milliseconds.
+    /// Grace period on SIGTERM, in milliseconds: first for moving leadership to other in-sync
+    /// replicas (controlled shutdown), then for in-flight requests before connections are closed.
     #[arg(long, env = "ODRADEK_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
 
