@@ -339,6 +339,21 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_interval_must_be_below_the_session_timeout() {
+        let mut c = BrokerConfig::local(
+            "/tmp/x".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert!(c.validate().is_ok());
+        c.broker_heartbeat_interval = c.broker_session_timeout;
+        assert_eq!(
+            c.validate().unwrap_err().flag,
+            "--broker-heartbeat-interval-ms"
+        );
+    }
+
+    #[test]
     fn validate_names_the_bad_flag() {
         let mut c = BrokerConfig::local(
             "/tmp/x".into(),
