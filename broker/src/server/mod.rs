@@ -12,13 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use offsets_log::OFFSETS_TOPIC;
-
-/// The broker that coordinates every consumer group: the leader of `__consumer_offsets`
-/// partition 0, or -1 while it has none.
-pub fn group_coordinator(state: &crate::cluster::ClusterState) -> i32 {
-    offsets_log::coordinator(state).0
-}
+pub use offsets_log::{OFFSETS_TOPIC, group_coordinator};
 pub use topics::{TopicError, TopicSpec};
 
 use crate::cluster::{BrokerInfo, MetadataRecord, MetadataStore};
@@ -160,6 +154,14 @@ impl Broker {
         let tracker = TaskTracker::new();
         let conn_shutdown = CancellationToken::new();
         let background = CancellationToken::new();
+        let heartbeats_stop = CancellationToken::new();
+        // Dropping this future (an abrupt stop) ends everything it started, with no controlled
+        // shutdown: heartbeats stop and the controller fences this broker after its session.
+        let _stop_on_drop = (
+            conn_shutdown.clone().drop_guard(),
+            background.clone().drop_guard(),
+            heartbeats_stop.clone().drop_guard(),
+        );
         {
             let b = self.clone();
             let t = background.clone();
@@ -190,14 +192,6 @@ impl Broker {
             self.clone(),
             background.clone(),
         ));
-        let heartbeats_stop = CancellationToken::new();
-        // Dropping this future (an abrupt stop) ends everything it started, with no controlled
-        // shutdown: heartbeats stop and the controller fences this broker after its session.
-        let _stop_on_drop = (
-            conn_shutdown.clone().drop_guard(),
-            background.clone().drop_guard(),
-            heartbeats_stop.clone().drop_guard(),
-        );
         let heartbeats = tokio::spawn(crate::controller::send_heartbeats(
             self.clone(),
             heartbeats_stop.clone(),

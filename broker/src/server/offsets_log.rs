@@ -25,6 +25,12 @@ use crate::partition::{Partition, ProducerBatch, ReplicaManager};
 /// Kafka's name for the internal topic of committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// The broker that coordinates every consumer group: the leader of `__consumer_offsets`
+/// partition 0, or -1 while it has none.
+pub fn group_coordinator(state: &ClusterState) -> i32 {
+    coordinator(state).0
+}
+
 /// The broker that coordinates groups: the leader of `__consumer_offsets` partition 0, if it has
 /// one (-1 otherwise), and that partition's leader epoch.
 pub(crate) fn coordinator(state: &ClusterState) -> (i32, i32) {

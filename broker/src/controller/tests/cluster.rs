@@ -76,10 +76,13 @@ async fn controlled_shutdown_moves_leadership_before_the_broker_stops() {
     // Back again: its heartbeats unfence it, and once in sync it is preferred again.
     let (kafka, http) = listeners().await;
     cluster.nodes[1].serve(kafka, http);
+    cluster
+        .until("broker 1 is unfenced", |s| !s.fenced.contains(&1))
+        .await;
     cluster.set_isr("led-by-1", 0, vec![2, 1]).await;
     cluster
-        .until("broker 1 is unfenced and leads led-by-1-0", |s| {
-            !s.fenced.contains(&1) && s.partition("led-by-1", 0).is_some_and(|p| p.leader == 1)
+        .until("broker 1 leads led-by-1-0 again", |s| {
+            s.partition("led-by-1", 0).is_some_and(|p| p.leader == 1)
         })
         .await;
 }

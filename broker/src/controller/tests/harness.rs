@@ -72,6 +72,13 @@ impl TestCluster {
             node.serve(kafka, http);
             nodes.push(node);
         }
+        // Every broker starts fenced: wait until each serves and is unfenced, so that the
+        // placement a test sets up is not changed by a broker still starting.
+        let brokers: Vec<Arc<Broker>> = nodes.iter().map(|n| n.broker.clone()).collect();
+        eventually("every broker is ready", || {
+            brokers.iter().all(|b| b.is_ready())
+        })
+        .await;
         TestCluster {
             metadata,
             nodes,

@@ -102,6 +102,10 @@ async fn the_group_coordinator_is_the_offsets_leader_and_moves_with_it() {
     // Broker 0 returns and catches up: the preferred leader takes the coordinator back.
     let (kafka, http) = listeners().await;
     cluster.nodes[0].serve(kafka, http);
+    // It starts fenced; its leader adds it back to the ISR once it fetches again.
+    cluster
+        .until("broker 0 is unfenced", |s| !s.fenced.contains(&0))
+        .await;
     cluster
         .set_isr(crate::server::OFFSETS_TOPIC, 0, vec![1, 0])
         .await;
