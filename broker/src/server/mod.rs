@@ -176,13 +176,26 @@ impl Broker {
         // unflushed records, so it leads nothing until the controller has seen it heartbeat),
         // heartbeat, and (on the controller, always in single-node mode) unfence this broker and
         // give it its leadership back before the first request arrives.
-        crate::controller::start_fenced(&self).await;
+        // Bounded: without a metadata quorum yet, the broker serves anyway and the controller
+        // catches up with it through the heartbeats.
         let mut controller = crate::controller::Controller::new(self.clone());
-        controller.tick().await;
-        if let Err(err) = self.metadata.heartbeat(self.config.node_id).await {
-            tracing::warn!(%err, "first heartbeat to the controller failed");
+        let startup = async {
+            crate::controller::start_fenced(&self).await;
+            controller.tick().await;
+            if let Err(err) = self.metadata.heartbeat(self.config.node_id).await {
+                tracing::warn!(%err, "first heartbeat to the controller failed");
+            }
+            controller.tick().await;
+        };
+        if tokio::time::timeout(self.config.broker_session_timeout, startup)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout = ?self.config.broker_session_timeout,
+                "cluster metadata did not answer at start-up; serving while the controller catches up"
+            );
         }
-        controller.tick().await;
         tracker.spawn(controller.run(background.clone()));
         // Coordinate groups from the first request if this broker leads the offsets partition.
         if let Err(err) = offsets_log::sync_coordinator(&self) {
