@@ -126,13 +126,35 @@ pub(super) async fn follow_leadership(broker: Arc<Broker>, shutdown: Cancellatio
 /// every in-sync replica. This is the one place where offset commits get acks=all semantics; with
 /// a single replica the high watermark is the log end and this returns at once. The replication
 /// layer advances the high watermark as followers fetch; should it offer a dedicated "committed
-/// up to" wait, this function is the call site to point at it.
-async fn wait_offsets_replicated(partition: &Partition, end: i64) -> Result<(), GroupError> {
+/// up to" wait, this function is the call site to point at it. Fails as soon as this broker no
+/// longer leads the partition: the high watermark would not move here any more.
+async fn wait_offsets_replicated(
+    partition: &Partition,
+    metadata: &MetadataStore,
+    node_id: i32,
+    end: i64,
+) -> Result<(), GroupError> {
     let mut hw = partition.subscribe();
-    hw.wait_for(|&hw| hw >= end)
-        .await
-        .map(|_| ())
-        .map_err(|_| GroupError::log("the offsets partition was closed"))
+    let mut changes = metadata.subscribe();
+    loop {
+        if *hw.borrow_and_update() >= end {
+            return Ok(());
+        }
+        let (leader, _) = coordinator(&metadata.read());
+        if leader != node_id {
+            return Err(GroupError::log(format!(
+                "broker {node_id} lost the leadership of {OFFSETS_TOPIC}-0 (leader {leader}) before the offsets were replicated"
+            )));
+        }
+        tokio::select! {
+            changed = hw.changed() => {
+                if changed.is_err() {
+                    return Err(GroupError::log("the offsets partition was closed"));
+                }
+            }
+            _ = changes.changed() => {}
+        }
+    }
 }
 
 struct OffsetsLog {
@@ -201,7 +223,12 @@ impl CoordinatorLog for OffsetsLog {
 
     fn wait_durable(&self) -> DurableFuture<'_> {
         let end = self.appended_end.load(Ordering::SeqCst);
-        Box::pin(wait_offsets_replicated(&self.partition, end))
+        Box::pin(wait_offsets_replicated(
+            &self.partition,
+            &self.metadata,
+            self.node_id,
+            end,
+        ))
     }
 
     fn replay(&self) -> Result<Vec<(Bytes, Option<Bytes>)>, GroupError> {
@@ -232,5 +259,77 @@ impl CoordinatorLog for OffsetsLog {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn offsets_log(dir: &std::path::Path) -> (Arc<MetadataStore>, Arc<dyn CoordinatorLog>) {
+        let metadata = Arc::new(MetadataStore::open(&dir.join("metadata")).expect("store"));
+        let replicas = ReplicaManager::new(dir.join("data"), Default::default());
+        let log = open(&metadata, &replicas, 0).await.expect("open");
+        (metadata, log)
+    }
+
+    fn record(key: &'static [u8]) -> (Bytes, Option<Bytes>) {
+        (Bytes::from_static(key), Some(Bytes::from_static(b"v")))
+    }
+
+    fn leader(leader: i32) -> MetadataRecord {
+        MetadataRecord::PartitionChange {
+            topic: OFFSETS_TOPIC.into(),
+            index: 0,
+            expected_partition_epoch: None,
+            leader: Some(leader),
+            isr: None,
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_appends_and_its_appends_are_durable_at_once_with_one_replica() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (metadata, log) = offsets_log(dir.path()).await;
+        log.append(vec![record(b"a"), record(b"b")])
+            .expect("append");
+        log.wait_durable().await.expect("durable");
+        assert_eq!(log.replay().expect("replay").len(), 2);
+        metadata.commit(vec![leader(-1)]).await.expect("commit");
+        assert!(log.append(vec![record(b"c")]).is_err());
+        assert_eq!(log.replay().expect("replay").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_replication_ends_when_leadership_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (metadata, log) = offsets_log(dir.path()).await;
+        // The partition is opened again below, on its own: one owner at a time.
+        drop(log);
+        let replicas = ReplicaManager::new(dir.path().join("data"), Default::default());
+        let config = replicas.log_config(&Default::default()).expect("config");
+        let partition = replicas
+            .open(OFFSETS_TOPIC, 0, config, 0)
+            .expect("partition");
+        // An offset beyond the high watermark: followers have not fetched it yet.
+        let end = partition.high_watermark() + 1;
+        let wait = wait_offsets_replicated(&partition, &metadata, 0, end);
+        tokio::pin!(wait);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut wait)
+                .await
+                .is_err(),
+            "still waiting while this broker leads"
+        );
+        metadata.commit(vec![leader(1)]).await.expect("commit");
+        let lost = tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("answered once leadership moved");
+        assert!(lost.is_err());
     }
 }
