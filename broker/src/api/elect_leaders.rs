@@ -1,6 +1,8 @@
 //! ElectLeaders: preferred-leader elections on demand (what `kafka-leader-election.sh` and the
-//! admin clients send). Unclean elections are refused: this cluster never elects a replica outside
-//! the ISR, since that can lose acknowledged records.
+//! admin clients send). An UNCLEAN election of a partition that has a leader is not needed; of one
+//! without, a live in-sync replica is elected when there is one and otherwise the request is
+//! refused: this cluster never elects a replica outside the ISR, since that can lose acknowledged
+//! records.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
@@ -54,12 +56,20 @@ fn elect(
                 ResponseError::ElectionNotNeeded,
                 format!("{topic}-{partition} has a leader ({})", p.leader),
             )),
-            Some(_) => Err((
-                ResponseError::InvalidRequest,
-                format!(
-                    "unclean leader election of {topic}-{partition} is not supported: it could lose acknowledged records"
-                ),
-            )),
+            // A live in-sync replica is elected as Kafka would; never an out-of-sync one.
+            Some(_) => match controller::elect_leaderless(state, topic, partition) {
+                Some(record) => {
+                    state.apply(&record);
+                    records.push(record);
+                    Ok(())
+                }
+                None => Err((
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "unclean leader election of {topic}-{partition} is not supported: it could lose acknowledged records"
+                    ),
+                )),
+            },
         },
         other => Err((
             ResponseError::InvalidRequest,

@@ -199,6 +199,24 @@ pub fn elect_preferred(
         })
 }
 
+/// A clean election for a partition without a leader: the first live in-sync replica in replica
+/// order, if there is one (what ElectLeaders with type UNCLEAN tries first; the unclean step after
+/// it, electing an out-of-sync replica, is never taken here). `None` when the partition is unknown,
+/// has a leader, or has no live in-sync replica.
+pub fn elect_leaderless(
+    state: &ClusterState,
+    topic: &str,
+    partition: i32,
+) -> Option<MetadataRecord> {
+    let p = state.partition(topic, partition)?;
+    if p.leader != NO_LEADER {
+        return None;
+    }
+    let mut change = Change::new(topic, p);
+    change.leader = best_leader(&p.replicas, &p.isr, |r| is_live(state, r));
+    change.into_record()
+}
+
 /// Preferred-leader elections for every partition where one is possible (Kafka's
 /// `auto.leader.rebalance.enable`): leadership returns to `replicas[0]` once it is live and in sync.
 pub fn preferred_leaders(state: &ClusterState) -> Vec<MetadataRecord> {
@@ -275,6 +293,23 @@ mod tests {
         let s = cluster(2);
         assert!(fence(&s, 9).is_empty());
         assert!(unfence(&s, 9).is_empty());
+    }
+
+    #[test]
+    fn a_leaderless_partition_gets_a_live_in_sync_leader_but_never_an_out_of_sync_one() {
+        let mut s = cluster(3);
+        with_partition(&mut s, "t", vec![0, 1, 2], vec![0, 1], -1);
+        with_partition(&mut s, "u", vec![0, 2], vec![0], -1);
+        with_partition(&mut s, "v", vec![0], vec![0], 0);
+        s.apply(&MetadataRecord::FenceBroker { id: 0 });
+        assert_eq!(
+            elect_leaderless(&s, "t", 0),
+            Some(partition_change("t", 0, 0, Some(1), None))
+        );
+        // 2 is live but out of sync: no unclean election.
+        assert_eq!(elect_leaderless(&s, "u", 0), None);
+        assert_eq!(elect_leaderless(&s, "v", 0), None);
+        assert_eq!(elect_leaderless(&s, "w", 0), None);
     }
 
     #[test]

@@ -27,7 +27,9 @@ mod sessions;
 mod tests;
 
 pub use driver::{Controller, controlled_shutdown, send_heartbeats, start_fenced};
-pub use election::{ElectionError, elect_preferred, fence, preferred_leaders, unfence};
+pub use election::{
+    ElectionError, elect_leaderless, elect_preferred, fence, preferred_leaders, unfence,
+};
 pub use reassignment::{
     ReassignmentError, alter, in_progress, original_replicas, progress, reassignments,
 };

@@ -30,6 +30,26 @@ async fn a_silent_broker_is_fenced_and_its_leadership_returns_after_it_comes_bac
     // The only replica is gone: no leader, but it stays in the ISR (no unclean election later).
     let alone = cluster.partition("alone", 0);
     assert_eq!((alone.leader, alone.isr.clone()), (-1, vec![2]));
+    // Nor on request: an unclean election is refused, a preferred one has nobody to elect.
+    for (election_type, code) in [
+        (1, ResponseError::InvalidRequest),
+        (0, ResponseError::PreferredLeaderNotAvailable),
+    ] {
+        let request = ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(topic_name("alone"))
+                    .with_partitions(vec![0]),
+            ]));
+        let r = call(cluster.node(1).addr, &request, 1).await;
+        assert_eq!(
+            r.replica_election_results[0].partition_result[0].error_code,
+            code.code(),
+            "{r:?}"
+        );
+    }
+    assert_eq!(cluster.partition("alone", 0).leader, -1);
     let b0 = cluster.node(0).broker.clone();
     let controller = &b0.metrics;
     // The gauges follow at the controller's next tick.
