@@ -132,6 +132,8 @@ impl GroupCoordinator {
                             Ok(()) => {
                                 tracing::info!(group_id = %id.as_str(), "deleted group");
                                 state.groups.remove(id.as_str());
+                                // The group tombstone supersedes offsets still pending too.
+                                state.drop_pending(|g, _| g == id.as_str());
                                 0
                             }
                             Err(err) => {

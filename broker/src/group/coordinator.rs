@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::classic_group::{Group, duration_ms};
+use super::classic_group::{Group, TopicPartition, duration_ms};
 use super::clock::{Clock, Now};
 use super::records::{GroupValue, OffsetValue, RecordKey};
 use super::{CoordinatorLog, CoordinatorRecord, GroupConfig, GroupError, PartitionLookup};
@@ -39,6 +39,22 @@ pub(crate) struct State {
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     /// When offset expiry runs next.
     pub(crate) next_offset_expiry: Instant,
+    /// Offsets in the log but not yet known to be durable under its replication, in log order.
+    /// OffsetFetch does not see them until a durability wait covering them succeeds
+    /// ([`State::publish_offsets`]): a fetch must never see an offset a failover could lose.
+    pub(crate) pending_offsets: Vec<PendingOffset>,
+    /// Sequence number of the next offset commit written to the log.
+    pub(crate) next_commit: u64,
+}
+
+/// A committed offset waiting for its log record to be durable.
+#[derive(Debug)]
+pub(crate) struct PendingOffset {
+    /// The commit that wrote it; commits are numbered in log order.
+    pub(crate) commit: u64,
+    pub(crate) group_id: String,
+    pub(crate) partition: TopicPartition,
+    pub(crate) value: OffsetValue,
 }
 
 impl State {
@@ -48,6 +64,26 @@ impl State {
         if let Some(deadline) = self.groups.get(group_id).and_then(Group::next_deadline) {
             self.timers.push(Reverse((deadline, group_id.to_owned())));
         }
+    }
+
+    /// Makes the offsets of every commit up to `commit` visible, in log order: a durability wait
+    /// for `commit` succeeded, so every record appended before it is durable too.
+    pub(crate) fn publish_offsets(&mut self, commit: u64, wall_ms: i64) {
+        let n = self.pending_offsets.partition_point(|p| p.commit <= commit);
+        let published: Vec<PendingOffset> = self.pending_offsets.drain(..n).collect();
+        for p in published {
+            self.groups
+                .entry(p.group_id.clone())
+                .or_insert_with(|| Group::new(p.group_id, wall_ms))
+                .offsets
+                .insert(p.partition, p.value);
+        }
+    }
+
+    /// Forgets pending offsets that a tombstone written after them supersedes.
+    pub(crate) fn drop_pending(&mut self, superseded: impl Fn(&str, &TopicPartition) -> bool) {
+        self.pending_offsets
+            .retain(|p| !superseded(&p.group_id, &p.partition));
     }
 
     /// The earliest time anything is due.
@@ -122,6 +158,8 @@ impl GroupCoordinator {
             groups,
             timers: BinaryHeap::new(),
             next_offset_expiry,
+            pending_offsets: Vec::new(),
+            next_commit: 0,
         };
         let group_ids: Vec<String> = state.groups.keys().cloned().collect();
         for group_id in &group_ids {
@@ -155,6 +193,7 @@ impl GroupCoordinator {
         let mut state = self.lock();
         state.groups = groups;
         state.timers.clear();
+        state.pending_offsets.clear();
         let group_ids: Vec<String> = state.groups.keys().cloned().collect();
         for group_id in &group_ids {
             state.schedule(group_id);
@@ -181,6 +220,7 @@ impl GroupCoordinator {
         }
         state.groups.clear();
         state.timers.clear();
+        state.pending_offsets.clear();
     }
 
     /// Background task: session timeouts, rebalance timeouts, offset expiry. Runs until cancelled.

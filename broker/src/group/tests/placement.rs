@@ -186,3 +186,110 @@ async fn an_offset_commit_is_acknowledged_only_once_the_log_is_durable() {
         vec![ResponseError::UnknownTopicOrPartition.code()]
     );
 }
+
+/// Committed offset of `orders`-`partition` for `group` through OffsetFetch v7.
+async fn fetched(c: &GroupCoordinator, group: &str, partition: i32) -> i64 {
+    let r = c
+        .offset_fetch(
+            OffsetFetchRequest::default()
+                .with_group_id(gid(group))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(s("orders")))
+                        .with_partition_indexes(vec![partition]),
+                ])),
+            7,
+        )
+        .await;
+    r.topics[0].partitions[0].committed_offset
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_offset_is_visible_only_once_durable_and_a_later_durable_commit_publishes_it() {
+    let log = Arc::new(SlowLog::default());
+    let config = GroupConfig {
+        offsets_commit_timeout_ms: 100,
+        ..config()
+    };
+    let c = GroupCoordinator::new(log.clone(), topics(), config).expect("new");
+    let r = c
+        .offset_commit(commit_req("g", "", -1, &[("orders", 0, 5)]), 9)
+        .await;
+    assert_eq!(
+        commit_errors(&r),
+        vec![ResponseError::CoordinatorNotAvailable.code()]
+    );
+    // In the log, not yet durable: a failover could lose it, so nobody sees it.
+    assert_eq!(fetched(&c, "g", 0).await, -1);
+    log.mode.store(2, Ordering::SeqCst);
+    let r = c
+        .offset_commit(commit_req("g", "", -1, &[("orders", 1, 7)]), 9)
+        .await;
+    assert_eq!(commit_errors(&r), vec![0]);
+    // Durable up to the later commit, so the earlier one is durable too.
+    assert_eq!(fetched(&c, "g", 0).await, 5);
+    assert_eq!(fetched(&c, "g", 1).await, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_group_is_not_resurrected_by_its_pending_offsets() {
+    let log = Arc::new(SlowLog::default());
+    let config = GroupConfig {
+        offsets_commit_timeout_ms: 100,
+        ..config()
+    };
+    let c = GroupCoordinator::new(log.clone(), topics(), config).expect("new");
+    let r = c
+        .offset_commit(commit_req("g", "", -1, &[("orders", 0, 5)]), 9)
+        .await;
+    assert_eq!(
+        commit_errors(&r),
+        vec![ResponseError::CoordinatorNotAvailable.code()]
+    );
+    let r = c
+        .delete_groups(
+            DeleteGroupsRequest::default().with_groups_names(vec![gid("g")]),
+            2,
+        )
+        .await;
+    assert_eq!(r.results[0].error_code, 0);
+    log.mode.store(2, Ordering::SeqCst);
+    let r = c
+        .offset_commit(commit_req("other", "", -1, &[("orders", 0, 9)]), 9)
+        .await;
+    assert_eq!(commit_errors(&r), vec![0]);
+    assert_eq!(fetched(&c, "g", 0).await, -1);
+    assert_eq!(fetched(&c, "other", 0).await, 9);
+    // A restart replays the log to the same answer: the tombstone came after the offset.
+    let again =
+        GroupCoordinator::new(log.clone(), topics(), GroupConfig::default()).expect("replay");
+    assert_eq!(fetched(&again, "g", 0).await, -1);
+    assert_eq!(fetched(&again, "other", 0).await, 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_a_topic_removes_its_pending_offsets_in_memory_and_in_the_log() {
+    let log = Arc::new(SlowLog::default());
+    let config = GroupConfig {
+        offsets_commit_timeout_ms: 100,
+        ..config()
+    };
+    let c = GroupCoordinator::new(log.clone(), topics(), config).expect("new");
+    let r = c
+        .offset_commit(commit_req("g", "", -1, &[("orders", 0, 5)]), 9)
+        .await;
+    assert_eq!(
+        commit_errors(&r),
+        vec![ResponseError::CoordinatorNotAvailable.code()]
+    );
+    c.topic_deleted("orders").await;
+    log.mode.store(2, Ordering::SeqCst);
+    let r = c
+        .offset_commit(commit_req("g", "", -1, &[("payments", 0, 3)]), 9)
+        .await;
+    assert_eq!(commit_errors(&r), vec![0]);
+    assert_eq!(fetched(&c, "g", 0).await, -1);
+    let again =
+        GroupCoordinator::new(log.clone(), topics(), GroupConfig::default()).expect("replay");
+    assert_eq!(fetched(&again, "g", 0).await, -1);
+}
