@@ -5,14 +5,15 @@
 //! election from the ISR, preferred-leader rebalancing, and partition reassignment.
 //!
 //! ## Layout
-//! - `election.rs`: pure decision functions [`fence`], [`unfence`], [`preferred_leaders`] and
-//!   [`elect_preferred`]: from a state to the metadata records that carry the decision out.
+//! - `election.rs`: pure decision functions [`fence`], [`unfence`], [`preferred_leaders`],
+//!   [`elect_preferred`] and [`elect_leaderless`]: from a state to the metadata records that carry
+//!   the decision out.
 //! - `reassignment.rs`: pure [`alter`] (start, replace or cancel a reassignment) and [`progress`]
 //!   (complete reassignments whose adding replicas are in sync).
 //! - `sessions.rs`: [`Sessions`], which brokers to fence or unfence given their last heartbeats.
 //! - `driver.rs`: the thin async shell: the controller loop on the node that
 //!   [`MetadataStore::is_controller`](crate::cluster::MetadataStore::is_controller), the heartbeat
-//!   sender every broker runs, and controlled shutdown.
+//!   sender every broker runs, fencing at start-up and controlled shutdown.
 //!
 //! Every record the decision functions emit is a
 //! [`PartitionChange`](crate::cluster::MetadataRecord::PartitionChange) conditional on the partition
