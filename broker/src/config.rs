@@ -71,7 +71,8 @@ pub struct BrokerArgs {
     )]
     pub group_initial_rebalance_delay_ms: i32,
 
-    /// Grace period for in-flight requests on SIGTERM before connections are closed, in milliseconds.
+    /// Grace period on SIGTERM, in milliseconds: first for moving leadership to other in-sync
+    /// replicas (controlled shutdown), then for in-flight requests before connections are closed.
     #[arg(long, env = "ODRADEK_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
 
@@ -117,6 +118,37 @@ pub struct BrokerArgs {
     /// `replica.high.watermark.checkpoint.interval.ms`).
     #[arg(long, env = "ODRADEK_REPLICA_HW_CHECKPOINT_MS", default_value_t = 5000)]
     pub replica_high_watermark_checkpoint_interval_ms: u64,
+
+    /// How long the controller waits for a broker's heartbeat before fencing it and moving its
+    /// leadership away (Kafka's `broker.session.timeout.ms`).
+    #[arg(
+        long,
+        env = "ODRADEK_BROKER_SESSION_TIMEOUT_MS",
+        default_value_t = 9000
+    )]
+    pub broker_session_timeout_ms: u64,
+
+    /// How often this broker heartbeats to the controller (Kafka's `broker.heartbeat.interval.ms`).
+    #[arg(
+        long,
+        env = "ODRADEK_BROKER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 2000
+    )]
+    pub broker_heartbeat_interval_ms: u64,
+
+    /// Move leadership back to each partition's preferred replica when it is in sync
+    /// (Kafka's `auto.leader.rebalance.enable`).
+    #[arg(long, env = "ODRADEK_AUTO_LEADER_REBALANCE_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_leader_rebalance_enable: bool,
+
+    /// How often the controller looks for partitions not led by their preferred replica, in seconds
+    /// (Kafka's `leader.imbalance.check.interval.seconds`).
+    #[arg(
+        long,
+        env = "ODRADEK_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+        default_value_t = 30
+    )]
+    pub leader_imbalance_check_interval_seconds: u64,
 }
 
 /// Default port of the inter-broker RPC listener (Kafka's controller listener port).
@@ -223,6 +255,9 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
+/// How often the controller loop runs: fencing is at most this late after a session expires.
+const CONTROLLER_TICK: Duration = Duration::from_millis(250);
+
 /// Validated broker configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -244,6 +279,12 @@ pub struct BrokerConfig {
     pub cluster: Option<ClusterConfig>,
     /// Replication settings.
     pub replication: crate::replica::ReplicationConfig,
+    pub broker_session_timeout: Duration,
+    pub broker_heartbeat_interval: Duration,
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval: Duration,
+    /// How often the controller re-evaluates sessions, reassignments and leaders.
+    pub controller_tick: Duration,
 }
 
 /// A flag whose value cannot be used.
@@ -302,6 +343,13 @@ impl BrokerArgs {
                 ),
                 ..crate::replica::ReplicationConfig::default()
             },
+            broker_session_timeout: Duration::from_millis(self.broker_session_timeout_ms),
+            broker_heartbeat_interval: Duration::from_millis(self.broker_heartbeat_interval_ms),
+            auto_leader_rebalance_enable: self.auto_leader_rebalance_enable,
+            leader_imbalance_check_interval: Duration::from_secs(
+                self.leader_imbalance_check_interval_seconds,
+            ),
+            controller_tick: CONTROLLER_TICK,
         };
         config.validate()?;
         Ok(config)
@@ -351,6 +399,22 @@ impl BrokerConfig {
         if self.replication.replica_lag_time_max.is_zero() {
             return Err(bad("--replica-lag-time-max-ms", "0".into(), "must be > 0"));
         }
+        if self.broker_heartbeat_interval.is_zero()
+            || self.broker_heartbeat_interval >= self.broker_session_timeout
+        {
+            return Err(bad(
+                "--broker-heartbeat-interval-ms",
+                self.broker_heartbeat_interval.as_millis().to_string(),
+                "must be above 0 and below --broker-session-timeout-ms",
+            ));
+        }
+        if self.leader_imbalance_check_interval.is_zero() {
+            return Err(bad(
+                "--leader-imbalance-check-interval-seconds",
+                "0".into(),
+                "must be >= 1",
+            ));
+        }
         crate::storage::LogConfig::from_kafka_configs(&self.topic_defaults).map_err(|e| {
             ConfigError {
                 flag: "--topic-config",
@@ -380,6 +444,11 @@ impl BrokerConfig {
             shutdown_grace: Duration::from_secs(5),
             cluster: None,
             replication: crate::replica::ReplicationConfig::default(),
+            broker_session_timeout: Duration::from_millis(9000),
+            broker_heartbeat_interval: Duration::from_millis(2000),
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval: Duration::from_secs(30),
+            controller_tick: CONTROLLER_TICK,
         }
     }
 }
@@ -430,6 +499,21 @@ mod tests {
         assert_eq!(split_host_port("[::1]:9092"), Some(("::1".into(), 9092)));
         assert_eq!(split_host_port(":9092"), None);
         assert_eq!(split_host_port("host"), None);
+    }
+
+    #[test]
+    fn the_heartbeat_interval_must_be_below_the_session_timeout() {
+        let mut c = BrokerConfig::local(
+            "/tmp/x".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert!(c.validate().is_ok());
+        c.broker_heartbeat_interval = c.broker_session_timeout;
+        assert_eq!(
+            c.validate().unwrap_err().flag,
+            "--broker-heartbeat-interval-ms"
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! - [`api`]: one file per Kafka API key: decode (with the `kafka-protocol` crate), handle, encode.
 //!   Errors become Kafka error codes here and nowhere else.
 //! - [`group`]: the consumer-group coordinator (classic protocol, static membership) and committed
-//!   offsets, persisted in the compacted internal topic `__consumer_offsets`.
+//!   offsets, persisted in the compacted internal topic `__consumer_offsets`; active on the broker
+//!   that leads that topic's partition.
+//! - [`controller`]: broker liveness (heartbeats, fencing), leader election from the ISR, preferred
+//!   leaders and partition reassignment: pure decisions over [`cluster`] state, committed as records.
 //! - [`cluster`]: cluster metadata (brokers, topics with ids, partitions, configs), changed only by
 //!   applying records from a durable journal (one broker) or from the metadata Raft group that
 //!   brokers share over their inter-broker RPC listener (a cluster).
@@ -24,6 +27,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod group;
 pub mod http;
 pub mod metrics;

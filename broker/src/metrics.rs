@@ -37,6 +37,14 @@ pub struct Metrics {
     pub isr_expands: Counter,
     /// Per followed partition: the leader's high watermark minus this follower's log end offset.
     pub follower_fetch_lag: Family<PartitionLabel, Gauge>,
+    /// Registered brokers that are fenced, as the controller last saw them.
+    pub fenced_brokers: Gauge,
+    /// 1 while this broker runs the active controller.
+    pub active_controller: Gauge,
+    /// Partitions with a reassignment in progress, as the controller last saw them.
+    pub reassignments_in_progress: Gauge,
+    /// Leaders elected by this broker's controller (fencing, unfencing, preferred, reassignment).
+    pub leader_elections: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,12 +122,40 @@ impl Default for Metrics {
             "Offsets this follower is behind its leader, per partition",
             follower_fetch_lag.clone(),
         );
+        let fenced_brokers = Gauge::default();
+        let active_controller = Gauge::default();
+        let reassignments_in_progress = Gauge::default();
+        let leader_elections = Counter::default();
+        registry.register(
+            "fenced_brokers",
+            "Registered brokers that are fenced (controller's view)",
+            fenced_brokers.clone(),
+        );
+        registry.register(
+            "active_controller",
+            "1 while this broker is the active controller",
+            active_controller.clone(),
+        );
+        registry.register(
+            "reassignments_in_progress",
+            "Partitions being reassigned (controller's view)",
+            reassignments_in_progress.clone(),
+        );
+        registry.register(
+            "leader_elections",
+            "Partition leaders elected by this broker's controller",
+            leader_elections.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             under_replicated_partitions,
             isr_shrinks,
             isr_expands,
             follower_fetch_lag,
+            fenced_brokers,
+            active_controller,
+            reassignments_in_progress,
+            leader_elections,
             requests,
             connections,
             produced_records,
@@ -188,6 +224,10 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::UnregisterBroker => "UnregisterBroker",
         _ => "other",
     }
 }

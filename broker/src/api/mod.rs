@@ -9,19 +9,23 @@
 //! retry at one we support.
 
 mod admin_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod init_producer_id;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+mod unregister_broker;
 
 use std::net::SocketAddr;
 
@@ -211,6 +215,27 @@ async fn dispatch(
         RequestKind::OffsetDelete(r) => {
             respond(header, key, v, &broker.groups.offset_delete(r, v).await)
         }
+        RequestKind::AlterPartitionReassignments(r) => respond(
+            header,
+            key,
+            v,
+            &alter_partition_reassignments::handle(broker, r, v).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => respond(
+            header,
+            key,
+            v,
+            &list_partition_reassignments::handle(broker, &r, v),
+        ),
+        RequestKind::ElectLeaders(r) => {
+            respond(header, key, v, &elect_leaders::handle(broker, r, v).await)
+        }
+        RequestKind::UnregisterBroker(r) => respond(
+            header,
+            key,
+            v,
+            &unregister_broker::handle(broker, &r, v).await,
+        ),
         other => {
             // supported_versions() admits only the keys above; this is a table mismatch, not client input.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised api");

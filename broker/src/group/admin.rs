@@ -68,6 +68,9 @@ impl GroupCoordinator {
         req: DescribeGroupsRequest,
         version: i16,
     ) -> DescribeGroupsResponse {
+        if !self.is_active() {
+            return super::not_coordinator::describe_groups(&req);
+        }
         let include_operations = version >= 3 && req.include_authorized_operations;
         let state = self.lock();
         let groups = req
@@ -102,6 +105,9 @@ impl GroupCoordinator {
         req: DeleteGroupsRequest,
         _version: i16,
     ) -> DeleteGroupsResponse {
+        if !self.is_active() {
+            return super::not_coordinator::delete_groups(&req);
+        }
         let mut state = self.lock();
         let results = req
             .groups_names
@@ -126,6 +132,8 @@ impl GroupCoordinator {
                             Ok(()) => {
                                 tracing::info!(group_id = %id.as_str(), "deleted group");
                                 state.groups.remove(id.as_str());
+                                // The group tombstone supersedes offsets still pending too.
+                                state.drop_pending(|g, _| g == id.as_str());
                                 0
                             }
                             Err(err) => {

@@ -25,6 +25,9 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes`: the largest metadata string an offset commit may carry.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.commit.timeout.ms`: how long an offset commit waits for the offsets log to be
+    /// replicated before it fails with `COORDINATOR_NOT_AVAILABLE`.
+    pub offsets_commit_timeout_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -37,6 +40,7 @@ impl Default for GroupConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            offsets_commit_timeout_ms: 5_000,
         }
     }
 }
@@ -80,6 +84,12 @@ impl GroupConfig {
             return bad(
                 "offsets.retention.check.interval.ms",
                 self.offsets_retention_check_interval_ms.to_string(),
+            );
+        }
+        if self.offsets_commit_timeout_ms <= 0 {
+            return bad(
+                "offsets.commit.timeout.ms",
+                self.offsets_commit_timeout_ms.to_string(),
             );
         }
         Ok(())

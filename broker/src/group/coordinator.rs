@@ -7,13 +7,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::classic_group::{Group, duration_ms};
+use super::classic_group::{Group, TopicPartition, duration_ms};
 use super::clock::{Clock, Now};
 use super::records::{GroupValue, OffsetValue, RecordKey};
 use super::{CoordinatorLog, CoordinatorRecord, GroupConfig, GroupError, PartitionLookup};
@@ -38,6 +39,22 @@ pub(crate) struct State {
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     /// When offset expiry runs next.
     pub(crate) next_offset_expiry: Instant,
+    /// Offsets in the log but not yet known to be durable under its replication, in log order.
+    /// OffsetFetch does not see them until a durability wait covering them succeeds
+    /// ([`State::publish_offsets`]): a fetch must never see an offset a failover could lose.
+    pub(crate) pending_offsets: Vec<PendingOffset>,
+    /// Sequence number of the next offset commit written to the log.
+    pub(crate) next_commit: u64,
+}
+
+/// A committed offset waiting for its log record to be durable.
+#[derive(Debug)]
+pub(crate) struct PendingOffset {
+    /// The commit that wrote it; commits are numbered in log order.
+    pub(crate) commit: u64,
+    pub(crate) group_id: String,
+    pub(crate) partition: TopicPartition,
+    pub(crate) value: OffsetValue,
 }
 
 impl State {
@@ -47,6 +64,26 @@ impl State {
         if let Some(deadline) = self.groups.get(group_id).and_then(Group::next_deadline) {
             self.timers.push(Reverse((deadline, group_id.to_owned())));
         }
+    }
+
+    /// Makes the offsets of every commit up to `commit` visible, in log order: a durability wait
+    /// for `commit` succeeded, so every record appended before it is durable too.
+    pub(crate) fn publish_offsets(&mut self, commit: u64, wall_ms: i64) {
+        let n = self.pending_offsets.partition_point(|p| p.commit <= commit);
+        let published: Vec<PendingOffset> = self.pending_offsets.drain(..n).collect();
+        for p in published {
+            self.groups
+                .entry(p.group_id.clone())
+                .or_insert_with(|| Group::new(p.group_id, wall_ms))
+                .offsets
+                .insert(p.partition, p.value);
+        }
+    }
+
+    /// Forgets pending offsets that a tombstone written after them supersedes.
+    pub(crate) fn drop_pending(&mut self, superseded: impl Fn(&str, &TopicPartition) -> bool) {
+        self.pending_offsets
+            .retain(|p| !superseded(&p.group_id, &p.partition));
     }
 
     /// The earliest time anything is due.
@@ -90,6 +127,9 @@ pub struct GroupCoordinator {
     state: Mutex<State>,
     /// Wakes [`run`](Self::run) when a handler may have set an earlier deadline.
     wake: Notify,
+    /// Whether this broker coordinates groups now (it leads the offsets partition). While false,
+    /// group requests answer `NOT_COORDINATOR` and no group is held in memory.
+    active: AtomicBool,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -118,6 +158,8 @@ impl GroupCoordinator {
             groups,
             timers: BinaryHeap::new(),
             next_offset_expiry,
+            pending_offsets: Vec::new(),
+            next_commit: 0,
         };
         let group_ids: Vec<String> = state.groups.keys().cloned().collect();
         for group_id in &group_ids {
@@ -130,7 +172,55 @@ impl GroupCoordinator {
             clock,
             state: Mutex::new(state),
             wake: Notify::new(),
+            active: AtomicBool::new(true),
         })
+    }
+
+    /// Whether this coordinator serves groups now. A new coordinator is active; the broker
+    /// deactivates it while another broker leads the offsets partition.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Becomes the coordinator: rebuilds every group and offset from the log (which may have
+    /// grown while another broker coordinated), then serves. Requests during the load answer
+    /// `NOT_COORDINATOR`, so nothing is served from a half-loaded state.
+    pub fn activate(&self) -> Result<(), GroupError> {
+        self.deactivate();
+        let now = self.clock.now();
+        let groups = replay(self.log.replay()?, now)?;
+        tracing::info!(groups = groups.len(), "group coordinator loaded");
+        let mut state = self.lock();
+        state.groups = groups;
+        state.timers.clear();
+        state.pending_offsets.clear();
+        let group_ids: Vec<String> = state.groups.keys().cloned().collect();
+        for group_id in &group_ids {
+            state.schedule(group_id);
+        }
+        self.active.store(true, Ordering::SeqCst);
+        drop(state);
+        self.wake();
+        Ok(())
+    }
+
+    /// Stops coordinating: drops every group from memory (the log keeps them for the next
+    /// coordinator) and answers parked JoinGroup and SyncGroup requests with `NOT_COORDINATOR`,
+    /// so their members look the coordinator up again.
+    pub fn deactivate(&self) {
+        let mut state = self.lock();
+        self.active.store(false, Ordering::SeqCst);
+        let code = kafka_protocol::ResponseError::NotCoordinator.code();
+        for group in state.groups.values_mut() {
+            for member in &mut group.members {
+                let member_id = member.member_id.clone();
+                member.complete_join(super::outcome::JoinOutcome::error(code, &member_id));
+                member.complete_sync(super::outcome::SyncOutcome::error(code));
+            }
+        }
+        state.groups.clear();
+        state.timers.clear();
+        state.pending_offsets.clear();
     }
 
     /// Background task: session timeouts, rebalance timeouts, offset expiry. Runs until cancelled.

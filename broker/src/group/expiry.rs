@@ -15,6 +15,12 @@ impl GroupCoordinator {
     /// it no longer subscribes to. Commits with an explicit retention expire at their own time.
     pub(crate) fn expire_offsets(&self, state: &mut State, now: Now) {
         let retention_ms = self.config.offsets_retention_ms;
+        // A group whose offsets are still pending is not empty: they become visible shortly.
+        let pending: HashSet<String> = state
+            .pending_offsets
+            .iter()
+            .map(|p| p.group_id.clone())
+            .collect();
         let mut dead: Vec<String> = Vec::new();
         for group in state.groups.values_mut() {
             let subscribed = match group.state {
@@ -55,6 +61,7 @@ impl GroupCoordinator {
             if group.state == GroupState::Empty
                 && group.offsets.is_empty()
                 && group.pending_members.is_empty()
+                && !pending.contains(&group.group_id)
             {
                 dead.push(group.group_id.clone());
             }

@@ -80,6 +80,9 @@ impl GroupCoordinator {
         version: i16,
         client: ClientInfo,
     ) -> JoinGroupResponse {
+        if !self.is_active() {
+            return super::not_coordinator::join_group(&req, version);
+        }
         let member_id = req.member_id.to_string();
         let step = self.join_step(req, version, client);
         self.wake();

@@ -34,7 +34,19 @@ pub trait CoordinatorLog: Send + Sync {
     fn append(&self, records: Vec<CoordinatorRecord>) -> Result<(), GroupError>;
     /// Returns every record from the start of the log, in order.
     fn replay(&self) -> Result<Vec<CoordinatorRecord>, GroupError>;
+
+    /// Waits until every record appended so far is durable under the log's replication (Kafka
+    /// writes offsets with acks=all: committed by every in-sync replica). Called without the
+    /// coordinator's lock, before an offset commit is acknowledged. The default suits logs whose
+    /// `append` is already as durable as it gets.
+    fn wait_durable(&self) -> DurableFuture<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// What [`CoordinatorLog::wait_durable`] returns.
+pub type DurableFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GroupError>> + Send + 'a>>;
 
 /// Whether a topic partition exists, so that offset commits for unknown partitions are refused with
 /// `UNKNOWN_TOPIC_OR_PARTITION` as Kafka does.

@@ -26,6 +26,9 @@ enum SyncStep {
 impl GroupCoordinator {
     /// SyncGroup (v0-5): the leader hands in the assignment; every member waits for its share.
     pub async fn sync_group(&self, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+        if !self.is_active() {
+            return super::not_coordinator::sync_group(version);
+        }
         let step = self.sync_step(&req);
         self.wake();
         let outcome = match step {
@@ -139,6 +142,9 @@ impl GroupCoordinator {
 
     /// Heartbeat (v0-4): keeps the session alive; REBALANCE_IN_PROGRESS tells the member to rejoin.
     pub async fn heartbeat(&self, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+        if !self.is_active() {
+            return super::not_coordinator::heartbeat();
+        }
         // A heartbeat only pushes a deadline later, so the timer loop need not be woken.
         let error = self.heartbeat_error(&req);
         HeartbeatResponse::default().with_error_code(error.map_or(0, |e| e.code()))
@@ -175,6 +181,9 @@ impl GroupCoordinator {
     /// LeaveGroup (v0-5): v0-2 name one member; v3+ a batch, where static members may leave by
     /// instance id alone.
     pub async fn leave_group(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+        if !self.is_active() {
+            return super::not_coordinator::leave_group();
+        }
         let identities: Vec<(String, Option<String>)> = if version <= 2 {
             vec![(req.member_id.to_string(), None)]
         } else {

@@ -39,8 +39,13 @@
 //!    the peer address (`/ip`), which Kafka puts in member ids and DescribeGroups. JoinGroup and
 //!    SyncGroup may wait up to the rebalance timeout: do not hold other work of the connection
 //!    hostage to them beyond what Kafka does (it, too, answers one request per connection at a time).
-//! 4. FindCoordinator (not handled here) answers with this broker for every group.
+//! 4. FindCoordinator (not handled here) names the broker that leads the offsets partition. Only
+//!    that broker's coordinator is active: call [`GroupCoordinator::deactivate`] when another
+//!    broker leads it (every group request then answers `NOT_COORDINATOR`) and
+//!    [`GroupCoordinator::activate`] when this one becomes the leader (it reloads from the log).
 //! 5. Call [`GroupCoordinator::topic_deleted`] when a topic is deleted.
+//! 6. Offset commits are acknowledged after [`CoordinatorLog::wait_durable`]: implement it to wait
+//!    for the log's replication (acks=all).
 //!
 //! ## Layout
 //! - `coordinator.rs`: [`GroupCoordinator`]: the lock over all groups, replay, the timer loop.
@@ -65,6 +70,7 @@ mod join;
 mod log;
 mod member;
 mod membership;
+mod not_coordinator;
 mod offsets;
 mod outcome;
 mod rebalance;
@@ -77,7 +83,9 @@ use kafka_protocol::messages::ApiKey;
 pub use config::GroupConfig;
 pub use coordinator::{ClientInfo, GroupCoordinator};
 pub use error::GroupError;
-pub use log::{CoordinatorLog, CoordinatorRecord, MemoryCoordinatorLog, PartitionLookup};
+pub use log::{
+    CoordinatorLog, CoordinatorRecord, DurableFuture, MemoryCoordinatorLog, PartitionLookup,
+};
 
 /// The API versions the coordinator serves, as (API key, min version, max version): the table above,
 /// for ApiVersions.

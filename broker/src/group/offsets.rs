@@ -23,9 +23,12 @@ use kafka_protocol::protocol::StrBytes;
 use super::CoordinatorRecord;
 use super::classic_group::{Group, GroupState, TopicPartition};
 use super::clock::Now;
-use super::coordinator::{GroupCoordinator, State};
+use super::coordinator::{GroupCoordinator, PendingOffset, State};
 use super::membership::refresh_session;
 use super::records::{OffsetValue, RecordKey};
+
+/// One partition of an offset commit: topic, partition, and the offset to write or the error code.
+type PartitionCommit = (String, i32, Result<OffsetValue, i16>);
 
 /// One partition's committed offset as OffsetFetch reports it; offset -1 when there is none.
 struct Fetched {
@@ -42,13 +45,69 @@ impl GroupCoordinator {
         req: OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
+        if !self.is_active() {
+            return super::not_coordinator::offset_commit(&req);
+        }
+        let (mut results, commit) = self.commit_locked(&req, version);
+        // Acknowledged, and visible to OffsetFetch, only once the offsets log's replication has it
+        // (acks=all on the log).
+        if let Some(commit) = commit {
+            let timeout =
+                std::time::Duration::from_millis(self.config.offsets_commit_timeout_ms as u64);
+            let durable = match tokio::time::timeout(timeout, self.log.wait_durable()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(err)) => {
+                    tracing::warn!(group_id = %req.group_id.as_str(), %err, "offset commit not durable");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(group_id = %req.group_id.as_str(), ?timeout, "offset commit not replicated in time");
+                    false
+                }
+            };
+            if durable {
+                let wall_ms = self.now().wall_ms;
+                self.lock().publish_offsets(commit, wall_ms);
+            } else {
+                // Still pending: a later commit whose wait succeeds publishes it, being durable
+                // by then; the client, told it failed, retries meanwhile.
+                for result in results.iter_mut().filter(|r| r.2.is_ok()) {
+                    result.2 = Err(ResponseError::CoordinatorNotAvailable.code());
+                }
+            }
+        }
+        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+        for (topic, partition, outcome) in results {
+            let entry = OffsetCommitResponsePartition::default()
+                .with_partition_index(partition)
+                .with_error_code(outcome.err().unwrap_or(0));
+            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+                Some(t) => t.partitions.push(entry),
+                None => topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(vec![entry]),
+                ),
+            }
+        }
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    /// Validates a commit and writes its valid offsets to the log, pending until durable, under
+    /// the lock: per partition, the offset written or the error, and the commit's number when
+    /// anything was written.
+    fn commit_locked(
+        &self,
+        req: &OffsetCommitRequest,
+        version: i16,
+    ) -> (Vec<PartitionCommit>, Option<u64>) {
         let now = self.now();
         // One lock for validation, the log append and the update, so that a rebalance cannot slip
         // in between and a commit of a stale generation is never accepted.
         let mut state = self.lock();
-        let group_error = validate_commit(&state, &req);
+        let group_error = validate_commit(&state, req);
         // Per partition: the error, or the offset to write.
-        let mut results: Vec<(String, i32, Result<OffsetValue, i16>)> = Vec::new();
+        let mut results: Vec<PartitionCommit> = Vec::new();
         for topic in &req.topics {
             for partition in &topic.partitions {
                 let outcome = match group_error {
@@ -76,25 +135,12 @@ impl GroupCoordinator {
                 results.push((topic.name.to_string(), partition.partition_index, outcome));
             }
         }
-        if group_error.is_none() {
-            self.apply_commit(&mut state, &req, &mut results, now);
-        }
-        drop(state);
-        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-        for (topic, partition, outcome) in results {
-            let entry = OffsetCommitResponsePartition::default()
-                .with_partition_index(partition)
-                .with_error_code(outcome.err().unwrap_or(0));
-            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
-                Some(t) => t.partitions.push(entry),
-                None => topics.push(
-                    OffsetCommitResponseTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic)))
-                        .with_partitions(vec![entry]),
-                ),
-            }
-        }
-        OffsetCommitResponse::default().with_topics(topics)
+        let commit = if group_error.is_none() {
+            self.apply_commit(&mut state, req, &mut results, now)
+        } else {
+            None
+        };
+        (results, commit)
     }
 
     fn check_partition(
@@ -112,17 +158,19 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Writes the valid offsets of a commit to the log and then to memory.
+    /// Writes the valid offsets of a commit to the log, then queues them as pending: the
+    /// commit's number, or `None` when nothing was written.
     fn apply_commit(
         &self,
         state: &mut State,
         req: &OffsetCommitRequest,
-        results: &mut [(String, i32, Result<OffsetValue, i16>)],
+        results: &mut [PartitionCommit],
         now: Now,
-    ) {
+    ) -> Option<u64> {
         let group_id = req.group_id.to_string();
-        // Offsets become visible only after the log has them: a fetch must never see an offset that
-        // a restart would lose.
+        // Offsets become visible only after the log has them, and only once it has them durably
+        // (`publish_offsets`): a fetch must never see an offset that a restart or a failover of
+        // the offsets partition would lose.
         let records: Vec<CoordinatorRecord> = results
             .iter()
             .filter_map(|(topic, partition, outcome)| {
@@ -136,35 +184,44 @@ impl GroupCoordinator {
             })
             .collect();
         if records.is_empty() {
-            return;
+            return None;
         }
         if let Err(err) = self.append(records) {
             tracing::warn!(%group_id, %err, "persisting offset commit failed");
             for result in results.iter_mut().filter(|r| r.2.is_ok()) {
                 result.2 = Err(ResponseError::CoordinatorNotAvailable.code());
             }
-            return;
+            return None;
+        }
+        let commit = state.next_commit;
+        state.next_commit += 1;
+        for (topic, partition, outcome) in results.iter() {
+            if let Ok(value) = outcome {
+                state.pending_offsets.push(PendingOffset {
+                    commit,
+                    group_id: group_id.clone(),
+                    partition: (topic.clone(), *partition),
+                    value: value.clone(),
+                });
+            }
         }
         let group = state
             .groups
             .entry(group_id.clone())
             .or_insert_with(|| Group::new(group_id, now.wall_ms));
-        for (topic, partition, outcome) in results.iter() {
-            if let Ok(value) = outcome {
-                group
-                    .offsets
-                    .insert((topic.clone(), *partition), value.clone());
-            }
-        }
         // A commit from a member in good standing also proves it is alive.
         if req.generation_id_or_member_epoch >= 0 {
             refresh_session(group, req.member_id.as_str(), now);
         }
+        Some(commit)
     }
 
     /// OffsetFetch (v1-9): committed offsets of one group (v1-7) or several (v8+); null topics mean
     /// every partition the group has an offset for.
     pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        if !self.is_active() {
+            return super::not_coordinator::offset_fetch(&req, version);
+        }
         let state = self.lock();
         if version >= 8 {
             let groups = req
@@ -244,6 +301,9 @@ impl GroupCoordinator {
         req: OffsetDeleteRequest,
         _version: i16,
     ) -> OffsetDeleteResponse {
+        if !self.is_active() {
+            return super::not_coordinator::offset_delete();
+        }
         let group_id = req.group_id.to_string();
         let mut state = self.lock();
         let Some(group) = state.groups.get_mut(&group_id) else {
@@ -307,20 +367,32 @@ impl GroupCoordinator {
             for tp in &to_delete {
                 group.offsets.remove(tp);
             }
+            state.drop_pending(|g, tp| g == group_id && to_delete.contains(tp));
         }
         OffsetDeleteResponse::default().with_topics(topics)
     }
 
     /// Called when a topic is deleted: drop its committed offsets.
     pub async fn topic_deleted(&self, topic: &str) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut removed: Vec<(String, TopicPartition)> = Vec::new();
         for group in state.groups.values_mut() {
-            let gone: Vec<TopicPartition> = group
+            let mut gone: Vec<TopicPartition> = group
                 .offsets
                 .keys()
                 .filter(|(t, _)| t == topic)
                 .cloned()
                 .collect();
+            // Offsets still waiting to be durable get a tombstone too.
+            for p in &state.pending_offsets {
+                if p.group_id == group.group_id
+                    && p.partition.0 == topic
+                    && !gone.contains(&p.partition)
+                {
+                    gone.push(p.partition.clone());
+                }
+            }
             if gone.is_empty() {
                 continue;
             }
@@ -332,7 +404,9 @@ impl GroupCoordinator {
             for tp in &gone {
                 group.offsets.remove(tp);
             }
+            removed.extend(gone.into_iter().map(|tp| (group.group_id.clone(), tp)));
         }
+        state.drop_pending(|g, tp| removed.iter().any(|(rg, rtp)| rg == g && rtp == tp));
     }
 }
 

@@ -6,14 +6,14 @@ mod placement;
 mod topics;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use offsets_log::OFFSETS_TOPIC;
+pub use offsets_log::{OFFSETS_TOPIC, group_coordinator};
 pub use topics::{TopicError, TopicSpec};
 
 use crate::cluster::{BrokerInfo, MetadataRecord, MetadataStore, RaftOptions};
@@ -36,6 +36,9 @@ pub struct Broker {
     /// Serialises topic creation, deletion and config changes (check, then commit).
     admin: tokio::sync::Mutex<()>,
     ready: AtomicBool,
+    /// Leader epoch of the offsets partition the group coordinator was loaded at; -1 while
+    /// another broker coordinates.
+    coordinator_epoch: AtomicI32,
 }
 
 impl Broker {
@@ -86,7 +89,15 @@ impl Broker {
             ..GroupConfig::default()
         };
         let lookup = Arc::new(topics::PartitionLookupImpl::default());
+        let (coordinator, coordinator_epoch) = offsets_log::coordinator(&metadata.read());
         let groups = GroupCoordinator::new(offsets, lookup.clone(), group_config)?;
+        // Only the leader of the offsets partition coordinates; `follow_leadership` keeps it so.
+        let coordinator_epoch = if coordinator == config.node_id {
+            coordinator_epoch
+        } else {
+            groups.deactivate();
+            -1
+        };
         let broker = Arc::new(Broker {
             config,
             metadata,
@@ -96,6 +107,7 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             admin: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
+            coordinator_epoch: AtomicI32::new(coordinator_epoch),
         });
         lookup.set(&broker);
         broker
@@ -112,10 +124,13 @@ impl Broker {
             .await?)
     }
 
-    /// True once the listener is bound and every partition is open, while this broker's metadata
-    /// is caught up with the quorum's.
+    /// True once the listener is bound, every partition is open, the controller has unfenced this
+    /// broker, and its metadata is caught up with the quorum's.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.metadata.caught_up()
+        // A fenced broker leads nothing and is out of every ISR: not ready until unfenced.
+        self.ready.load(Ordering::Relaxed)
+            && self.metadata.caught_up()
+            && !self.metadata.read().fenced.contains(&self.config.node_id)
     }
 
     /// Binds the listeners and serves until `shutdown`; then stops accepting, lets requests in flight
@@ -145,6 +160,14 @@ impl Broker {
         let tracker = TaskTracker::new();
         let conn_shutdown = CancellationToken::new();
         let background = CancellationToken::new();
+        let heartbeats_stop = CancellationToken::new();
+        // Dropping this future (an abrupt stop) ends everything it started, with no controlled
+        // shutdown: heartbeats stop and the controller fences this broker after its session.
+        let _stop_on_drop = (
+            conn_shutdown.clone().drop_guard(),
+            background.clone().drop_guard(),
+            heartbeats_stop.clone().drop_guard(),
+        );
         {
             let b = self.clone();
             let t = background.clone();
@@ -164,6 +187,43 @@ impl Broker {
             background.clone(),
         ));
         tracker.spawn(crate::replica::isr::run(self.clone(), background.clone()));
+        // Liveness before the listener opens: start fenced (a restarted broker may have lost
+        // unflushed records, so it leads nothing until the controller has seen it heartbeat),
+        // heartbeat, and (on the controller, always in single-node mode) unfence this broker and
+        // give it its leadership back before the first request arrives.
+        // Bounded: without a metadata quorum yet, the broker serves anyway and the controller
+        // catches up with it through the heartbeats.
+        let mut controller = crate::controller::Controller::new(self.clone());
+        let startup = async {
+            crate::controller::start_fenced(&self).await;
+            controller.tick().await;
+            if let Err(err) = self.metadata.heartbeat(self.config.node_id).await {
+                tracing::warn!(%err, "first heartbeat to the controller failed");
+            }
+            controller.tick().await;
+        };
+        if tokio::time::timeout(self.config.broker_session_timeout, startup)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout = ?self.config.broker_session_timeout,
+                "cluster metadata did not answer at start-up; serving while the controller catches up"
+            );
+        }
+        tracker.spawn(controller.run(background.clone()));
+        // Coordinate groups from the first request if this broker leads the offsets partition.
+        if let Err(err) = offsets_log::sync_coordinator(&self) {
+            tracing::warn!(%err, "loading the group coordinator failed; retrying");
+        }
+        tracker.spawn(offsets_log::follow_leadership(
+            self.clone(),
+            background.clone(),
+        ));
+        let heartbeats = tokio::spawn(crate::controller::send_heartbeats(
+            self.clone(),
+            heartbeats_stop.clone(),
+        ));
         let accept = tokio::spawn(crate::net::serve(
             listener,
             self.clone(),
@@ -175,6 +235,12 @@ impl Broker {
         shutdown.cancelled().await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         self.ready.store(false, Ordering::Relaxed);
+        // Controlled shutdown: heartbeats stop first (so the controller does not unfence this
+        // broker again), then leadership moves to the other in-sync replicas while clients can
+        // still reach this listener and learn where it went.
+        heartbeats_stop.cancel();
+        let _ = heartbeats.await;
+        crate::controller::controlled_shutdown(&self, self.config.shutdown_grace).await;
         conn_shutdown.cancel();
         let _ = accept.await;
         background.cancel();

@@ -1,7 +1,13 @@
-//! The group coordinator's log: the compacted internal topic `__consumer_offsets`, one partition on a
-//! single broker, holding committed offsets and group metadata as key/value records.
+//! The group coordinator's log: the compacted internal topic `__consumer_offsets`, one partition,
+//! holding committed offsets and group metadata as key/value records.
+//!
+//! The broker that leads that partition is the group coordinator of every group (FindCoordinator
+//! names it). [`follow_leadership`] activates this broker's coordinator, reloading every group
+//! from the partition's log, when it becomes the leader, and deactivates it when it stops being
+//! the leader; appends are refused on a broker that does not lead the partition.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -9,16 +15,33 @@ use kafka_protocol::records::{
 };
 use uuid::Uuid;
 
-use crate::cluster::{MetadataRecord, MetadataStore, PartitionInfo, TopicInfo};
-use crate::group::{CoordinatorLog, GroupError};
+use tokio_util::sync::CancellationToken;
+
+use super::Broker;
+use crate::cluster::{ClusterState, MetadataRecord, MetadataStore, PartitionInfo, TopicInfo};
+use crate::group::{CoordinatorLog, DurableFuture, GroupError};
 use crate::partition::{Partition, ProducerBatch, ReplicaManager};
 
 /// Kafka's name for the internal topic of committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// The broker that coordinates every consumer group: the leader of `__consumer_offsets`
+/// partition 0, or -1 while it has none.
+pub fn group_coordinator(state: &ClusterState) -> i32 {
+    coordinator(state).0
+}
+
+/// The broker that coordinates groups: the leader of `__consumer_offsets` partition 0, if it has
+/// one (-1 otherwise), and that partition's leader epoch.
+pub(crate) fn coordinator(state: &ClusterState) -> (i32, i32) {
+    state
+        .partition(OFFSETS_TOPIC, 0)
+        .map_or((-1, -1), |p| (p.leader, p.leader_epoch))
+}
+
 /// Creates the internal topic if absent and returns its log for the coordinator.
 pub(super) async fn open(
-    metadata: &MetadataStore,
+    metadata: &Arc<MetadataStore>,
     replicas: &ReplicaManager,
     node_id: i32,
 ) -> anyhow::Result<Arc<dyn CoordinatorLog>> {
@@ -56,11 +79,101 @@ pub(super) async fn open(
     };
     let log_config = replicas.log_config(&topic.configs)?;
     let partition = replicas.open(OFFSETS_TOPIC, 0, log_config, 0)?;
-    Ok(Arc::new(OffsetsLog { partition }))
+    let appended_end = AtomicI64::new(partition.log_end_offset());
+    Ok(Arc::new(OffsetsLog {
+        partition,
+        metadata: metadata.clone(),
+        node_id,
+        appended_end,
+    }))
+}
+
+/// Brings this broker's group coordinator in step with the leadership of the offsets partition:
+/// active, and loaded from the log at the current leader epoch, exactly while this broker leads
+/// it. A new leader epoch reloads even when this broker leads again: another broker may have
+/// coordinated in between.
+pub(super) fn sync_coordinator(broker: &Broker) -> Result<(), GroupError> {
+    let me = broker.config.node_id;
+    let (leader, epoch) = coordinator(&broker.metadata.read());
+    let loaded = broker.coordinator_epoch.load(Ordering::SeqCst);
+    if leader == me {
+        if loaded != epoch || !broker.groups.is_active() {
+            broker.groups.activate()?;
+            broker.coordinator_epoch.store(epoch, Ordering::SeqCst);
+            tracing::info!(
+                leader_epoch = epoch,
+                "this broker is now the group coordinator"
+            );
+        }
+    } else if loaded != -1 || broker.groups.is_active() {
+        broker.groups.deactivate();
+        broker.coordinator_epoch.store(-1, Ordering::SeqCst);
+        tracing::info!(leader, "this broker no longer coordinates groups");
+    }
+    Ok(())
+}
+
+/// Runs [`sync_coordinator`] on every metadata change until `shutdown`; a failed load is retried
+/// every controller tick.
+pub(super) async fn follow_leadership(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut changes = broker.metadata.subscribe();
+    loop {
+        let retry = match sync_coordinator(&broker) {
+            Ok(()) => false,
+            Err(err) => {
+                tracing::warn!(%err, "loading the group coordinator failed; retrying");
+                true
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(broker.config.controller_tick), if retry => {}
+        }
+    }
+}
+
+/// Waits until the offsets partition's high watermark reaches `end`: everything before it is on
+/// every in-sync replica. This is the one place where offset commits get acks=all semantics; with
+/// a single replica the high watermark is the log end and this returns at once. The replication
+/// layer advances the high watermark as followers fetch; should it offer a dedicated "committed
+/// up to" wait, this function is the call site to point at it. Fails as soon as this broker no
+/// longer leads the partition: the high watermark would not move here any more.
+async fn wait_offsets_replicated(
+    partition: &Partition,
+    metadata: &MetadataStore,
+    node_id: i32,
+    end: i64,
+) -> Result<(), GroupError> {
+    let mut hw = partition.subscribe();
+    let mut changes = metadata.subscribe();
+    loop {
+        if *hw.borrow_and_update() >= end {
+            return Ok(());
+        }
+        let (leader, _) = coordinator(&metadata.read());
+        if leader != node_id {
+            return Err(GroupError::log(format!(
+                "broker {node_id} lost the leadership of {OFFSETS_TOPIC}-0 (leader {leader}) before the offsets were replicated"
+            )));
+        }
+        tokio::select! {
+            changed = hw.changed() => {
+                if changed.is_err() {
+                    return Err(GroupError::log("the offsets partition was closed"));
+                }
+            }
+            _ = changes.changed() => {}
+        }
+    }
 }
 
 struct OffsetsLog {
     partition: Arc<Partition>,
+    metadata: Arc<MetadataStore>,
+    node_id: i32,
+    /// The log end offset after the last append: what [`CoordinatorLog::wait_durable`] waits for.
+    appended_end: AtomicI64,
 }
 
 impl CoordinatorLog for OffsetsLog {
@@ -68,6 +181,15 @@ impl CoordinatorLog for OffsetsLog {
         if records.is_empty() {
             return Ok(());
         }
+        // Only the leader writes: a broker that lost leadership must not fork the log.
+        let (leader, _) = coordinator(&self.metadata.read());
+        if leader != self.node_id {
+            return Err(GroupError::log(format!(
+                "broker {} does not lead {OFFSETS_TOPIC}-0 (leader {leader})",
+                self.node_id
+            )));
+        }
+        let count = records.len() as i64;
         let now = super::topics::now_ms();
         let recs: Vec<Record> = records
             .into_iter()
@@ -101,10 +223,23 @@ impl CoordinatorLog for OffsetsLog {
             base_sequence: -1,
             last_offset_delta: 0,
         };
-        self.partition
+        let appended = self
+            .partition
             .append(&buf, &producer)
             .map_err(GroupError::log)?;
+        self.appended_end
+            .fetch_max(appended.base_offset + count, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn wait_durable(&self) -> DurableFuture<'_> {
+        let end = self.appended_end.load(Ordering::SeqCst);
+        Box::pin(wait_offsets_replicated(
+            &self.partition,
+            &self.metadata,
+            self.node_id,
+            end,
+        ))
     }
 
     fn replay(&self) -> Result<Vec<(Bytes, Option<Bytes>)>, GroupError> {
@@ -135,5 +270,77 @@ impl CoordinatorLog for OffsetsLog {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn offsets_log(dir: &std::path::Path) -> (Arc<MetadataStore>, Arc<dyn CoordinatorLog>) {
+        let metadata = Arc::new(MetadataStore::open(&dir.join("metadata")).expect("store"));
+        let replicas = ReplicaManager::new(dir.join("data"), Default::default());
+        let log = open(&metadata, &replicas, 0).await.expect("open");
+        (metadata, log)
+    }
+
+    fn record(key: &'static [u8]) -> (Bytes, Option<Bytes>) {
+        (Bytes::from_static(key), Some(Bytes::from_static(b"v")))
+    }
+
+    fn leader(leader: i32) -> MetadataRecord {
+        MetadataRecord::PartitionChange {
+            topic: OFFSETS_TOPIC.into(),
+            index: 0,
+            expected_partition_epoch: None,
+            leader: Some(leader),
+            isr: None,
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_appends_and_its_appends_are_durable_at_once_with_one_replica() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (metadata, log) = offsets_log(dir.path()).await;
+        log.append(vec![record(b"a"), record(b"b")])
+            .expect("append");
+        log.wait_durable().await.expect("durable");
+        assert_eq!(log.replay().expect("replay").len(), 2);
+        metadata.commit(vec![leader(-1)]).await.expect("commit");
+        assert!(log.append(vec![record(b"c")]).is_err());
+        assert_eq!(log.replay().expect("replay").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_replication_ends_when_leadership_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (metadata, log) = offsets_log(dir.path()).await;
+        // The partition is opened again below, on its own: one owner at a time.
+        drop(log);
+        let replicas = ReplicaManager::new(dir.path().join("data"), Default::default());
+        let config = replicas.log_config(&Default::default()).expect("config");
+        let partition = replicas
+            .open(OFFSETS_TOPIC, 0, config, 0)
+            .expect("partition");
+        // An offset beyond the high watermark: followers have not fetched it yet.
+        let end = partition.high_watermark() + 1;
+        let wait = wait_offsets_replicated(&partition, &metadata, 0, end);
+        tokio::pin!(wait);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut wait)
+                .await
+                .is_err(),
+            "still waiting while this broker leads"
+        );
+        metadata.commit(vec![leader(1)]).await.expect("commit");
+        let lost = tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("answered once leadership moved");
+        assert!(lost.is_err());
     }
 }

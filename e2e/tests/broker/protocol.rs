@@ -318,6 +318,80 @@ fn every_advertised_api_answers_at_its_lowest_and_highest_version() {
         assert_eq!(r.error_code, 0, "DescribeCluster v{v}");
         assert_eq!(r.brokers.len(), 1);
     }
+    for v in range(ApiKey::AlterPartitionReassignments) {
+        let reassign = |replicas: Option<Vec<BrokerId>>| {
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(1000)
+                .with_allow_replication_factor_change(true)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(name("versions"))
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(replicas),
+                        ]),
+                ])
+        };
+        // The only broker: a target equal to the current replicas is accepted and leaves nothing
+        // in progress, so a cancellation finds nothing to cancel.
+        let r = wire.call(&reassign(Some(vec![BrokerId(0)])), v);
+        assert_eq!(r.error_code, 0, "AlterPartitionReassignments v{v}");
+        assert_eq!(
+            r.responses[0].partitions[0].error_code, 0,
+            "AlterPartitionReassignments v{v}"
+        );
+        let r = wire.call(&reassign(None), v);
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            ResponseError::NoReassignmentInProgress.code(),
+            "AlterPartitionReassignments v{v} cancel"
+        );
+    }
+    for v in range(ApiKey::ListPartitionReassignments) {
+        let r = wire.call(
+            &ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(1000)
+                .with_topics(None),
+            v,
+        );
+        assert_eq!(r.error_code, 0, "ListPartitionReassignments v{v}");
+        assert!(r.topics.is_empty(), "ListPartitionReassignments v{v}");
+    }
+    for v in range(ApiKey::ElectLeaders) {
+        let r = wire.call(
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_timeout_ms(1000)
+                .with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(name("versions"))
+                        .with_partitions(vec![0]),
+                ])),
+            v,
+        );
+        // Its only replica already leads.
+        assert_eq!(
+            r.replica_election_results[0].partition_result[0].error_code,
+            ResponseError::ElectionNotNeeded.code(),
+            "ElectLeaders v{v}"
+        );
+    }
+    for v in range(ApiKey::UnregisterBroker) {
+        let unregister = |id| UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        let r = wire.call(&unregister(0), v);
+        assert_eq!(
+            r.error_code,
+            ResponseError::InvalidRequest.code(),
+            "UnregisterBroker v{v}: a broker hosting replicas stays"
+        );
+        let r = wire.call(&unregister(99), v);
+        assert_eq!(
+            r.error_code,
+            ResponseError::BrokerIdNotRegistered.code(),
+            "UnregisterBroker v{v}"
+        );
+    }
     for v in range(ApiKey::FindCoordinator) {
         let mut req = FindCoordinatorRequest::default();
         if v >= 4 {

@@ -1,4 +1,5 @@
-//! kafka-python (a pure-Python client, nothing shared with librdkafka) runs consumer-group scenarios.
+//! kafka-python (a pure-Python client, nothing shared with librdkafka) runs consumer-group scenarios
+//! and drives the controller's admin APIs (leader elections, partition reassignments).
 
 use std::process::Command;
 
@@ -17,8 +18,14 @@ fn run_with_log(broker: &BrokerProcess, cmd: &mut Command) -> String {
     stdout
 }
 
-/// The interpreter with kafka-python: `ODRADEK_PYTHON`, else the venv `.ci/run` makes, else `python3`.
+/// The interpreter with kafka-python running the consumer-group scenarios.
 fn python() -> Command {
+    python_script("consumer_group.py")
+}
+
+/// The interpreter with kafka-python: `ODRADEK_PYTHON`, else the venv `.ci/run` makes, else
+/// `python3`; running `e2e/python/<script>`.
+fn python_script(script: &str) -> Command {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let venv = format!("{root}/e2e/.venv/bin/python");
     let exe = std::env::var("ODRADEK_PYTHON")
@@ -34,7 +41,7 @@ fn python() -> Command {
         "{exe} has no kafka-python: run .ci/run or pip install kafka-python"
     );
     let mut cmd = Command::new(exe);
-    cmd.arg(format!("{root}/e2e/python/consumer_group.py"));
+    cmd.arg(format!("{root}/e2e/python/{script}"));
     cmd
 }
 
@@ -56,4 +63,14 @@ fn a_group_resumes_from_committed_offsets_after_a_broker_restart() {
         out.contains("\"first\": {\"0\": 150, \"1\": 150, \"2\": 150}"),
         "{out}"
     );
+}
+
+#[test]
+fn kafka_pythons_admin_client_elects_leaders_and_reassigns_partitions() {
+    let broker = BrokerProcess::start(&[]);
+    let out = run_with_log(
+        &broker,
+        python_script("controller_admin.py").arg(broker.bootstrap()),
+    );
+    assert!(out.trim_end().ends_with("ok"), "{out}");
 }

@@ -7,6 +7,7 @@ mod admin;
 mod encoding;
 mod membership;
 mod offsets;
+mod placement;
 mod props;
 mod static_members;
 
