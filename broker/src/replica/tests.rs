@@ -1,7 +1,8 @@
 //! An in-process cluster of three brokers sharing one metadata store, speaking the Kafka protocol
 //! to each other over loopback: acks=all, byte-identical follower logs, leader changes with
-//! truncation of divergent records, follower restarts, ISR shrink and expansion,
-//! `min.insync.replicas`.
+//! truncation of divergent records, follower crashes and controlled shutdowns, ISR shrink and
+//! expansion, `min.insync.replicas`. Every broker runs its controller as well (start-up fencing,
+//! heartbeats), so a broker is waited for until it is unfenced before a test goes on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +36,13 @@ struct Node {
     addr: String,
 }
 
+/// A broker opened but not yet serving.
+struct Opened {
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    http: TcpListener,
+}
+
 struct Cluster {
     dir: tempfile::TempDir,
     store: Arc<MetadataStore>,
@@ -53,6 +61,14 @@ impl Cluster {
         for id in 0..n {
             c.start_node(id).await;
         }
+        // A broker that just started may still be fenced (it fences itself until the controller
+        // has seen it heartbeat): topics get replicas only on live brokers, so wait for all.
+        let brokers: Vec<Arc<Broker>> = c.nodes.values().map(|n| n.broker.clone()).collect();
+        eventually("every broker is registered, unfenced and serving", || {
+            brokers.iter().all(|b| b.is_ready())
+                && (0..n).all(|id| c.store.read().brokers.contains_key(&id))
+        })
+        .await;
         c
     }
 
@@ -60,7 +76,9 @@ impl Cluster {
         self.dir.path().join(format!("node-{id}"))
     }
 
-    async fn start_node(&mut self, id: i32) {
+    /// Opens broker `id` on its data directory without serving yet: its partitions are open and
+    /// have their roles, but it fetches nothing and heartbeats nothing.
+    async fn open_node(&self, id: i32) -> Opened {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut config = BrokerConfig::local(
@@ -73,12 +91,34 @@ impl Cluster {
         config.replication.fetch_wait_max = Duration::from_millis(100);
         config.replication.fetch_backoff = Duration::from_millis(50);
         config.shutdown_grace = Duration::from_secs(2);
-        let addr = listener.local_addr().unwrap().to_string();
+        // These tests move leadership themselves; the controller must not move it back to the
+        // preferred replica behind their back.
+        config.auto_leader_rebalance_enable = false;
         let broker = Broker::open_with_metadata(config, self.store.clone())
             .await
             .unwrap();
+        Opened {
+            broker,
+            listener,
+            http,
+        }
+    }
+
+    /// Serves an opened broker and waits until it is ready: registered, serving, and unfenced by
+    /// the controller (every broker starts fenced).
+    async fn serve_node(&mut self, id: i32, opened: Opened) {
+        let Opened {
+            broker,
+            listener,
+            http,
+        } = opened;
+        let addr = listener.local_addr().unwrap().to_string();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(broker.clone().serve_on(listener, http, shutdown.clone()));
+        eventually("the broker is registered, unfenced and serving", || {
+            broker.is_ready()
+        })
+        .await;
         self.nodes.insert(
             id,
             Node {
@@ -90,6 +130,12 @@ impl Cluster {
         );
     }
 
+    async fn start_node(&mut self, id: i32) {
+        let opened = self.open_node(id).await;
+        self.serve_node(id, opened).await;
+    }
+
+    /// Controlled shutdown: the broker fences itself (leaving every ISR and leadership) and stops.
     async fn stop_node(&mut self, id: i32) {
         let node = self.nodes.remove(&id).unwrap();
         node.shutdown.cancel();
@@ -98,12 +144,27 @@ impl Cluster {
         drop(node.broker);
     }
 
+    /// An abrupt stop, as a crash: no controlled shutdown, its fetches and heartbeats just stop,
+    /// and it stays in the metadata as it was until a leader or the controller notices.
+    async fn kill_node(&mut self, id: i32) {
+        let node = self.nodes.remove(&id).unwrap();
+        node.task.abort();
+        let _ = node.task.await;
+        // Its background tasks end on their own once their tokens are cancelled; the data
+        // directory is reused only after they have all let go of the broker.
+        eventually("every task of the killed broker has ended", || {
+            Arc::strong_count(&node.broker) == 1
+        })
+        .await;
+        drop(node.broker);
+    }
+
     fn broker(&self, id: i32) -> &Arc<Broker> {
         &self.nodes[&id].broker
     }
 
     fn partition(&self, id: i32) -> Arc<Partition> {
-        self.broker(id).replicas.get(TOPIC, 0).unwrap()
+        hosted(self.broker(id))
     }
 
     fn placement(&self) -> crate::cluster::PartitionInfo {
@@ -162,6 +223,11 @@ impl Cluster {
         p.read_for_follower(p.log_start_offset(), 64 << 20, true)
             .unwrap()
     }
+}
+
+/// The test partition as `broker` hosts it.
+fn hosted(broker: &Broker) -> Arc<Partition> {
+    broker.replicas.get(TOPIC, 0).unwrap()
 }
 
 /// A batch of `n` records whose values name `tag`.
@@ -280,10 +346,12 @@ async fn a_new_leader_serves_acknowledged_records_and_the_old_leader_truncates_t
         );
     }
     let acknowledged = cluster.log_bytes(old);
-    // The followers go away; the leader takes records only it will ever have.
+    // The followers go away (out of the ISR at once: controlled shutdown); the leader takes
+    // records only it will ever have.
     for &f in &others {
         cluster.stop_node(f).await;
     }
+    assert_eq!(cluster.placement().isr, vec![old]);
     for i in 0..2 {
         assert_eq!(
             cluster
@@ -294,8 +362,17 @@ async fn a_new_leader_serves_acknowledged_records_and_the_old_leader_truncates_t
         );
     }
     assert_eq!(cluster.partition(old).log_end_offset(), 10);
+    // The leader goes too. It was the last in-sync replica: no clean election is possible, the
+    // partition is left without a leader.
+    cluster.stop_node(old).await;
+    let leaderless = cluster.placement();
+    assert_eq!((leaderless.leader, leaderless.isr), (-1, vec![old]));
 
-    // The controller moves leadership to a former follower, as it would on the old leader's failure.
+    // The former followers come back, and an unclean election (forced, as an operator would)
+    // gives leadership to one of them, which lacks the old leader's last records.
+    for &f in &others {
+        cluster.start_node(f).await;
+    }
     let new = others[0];
     cluster
         .store
@@ -311,9 +388,8 @@ async fn a_new_leader_serves_acknowledged_records_and_the_old_leader_truncates_t
         }])
         .await
         .unwrap();
-    for &f in &others {
-        cluster.start_node(f).await;
-    }
+    let new_epoch = cluster.placement().leader_epoch;
+    assert!(new_epoch > 0);
     let n = cluster.partition(new);
     eventually(
         "the new leader's high watermark covers the acknowledged records",
@@ -324,6 +400,10 @@ async fn a_new_leader_serves_acknowledged_records_and_the_old_leader_truncates_t
     let served = n.read(0, 1 << 20).unwrap();
     assert_eq!(served, acknowledged);
 
+    // The old leader comes back with its divergent records, as a follower of the new leader.
+    let opened = cluster.open_node(old).await;
+    assert_eq!(hosted(&opened.broker).log_end_offset(), 10);
+    cluster.serve_node(old, opened).await;
     // The new leader appends in its epoch; the old leader drops its divergent batches and copies.
     assert_eq!(cluster.produce(new, -1, batch("b0", 2)).await, (0, 6));
     let o = cluster.partition(old);
@@ -336,18 +416,20 @@ async fn a_new_leader_serves_acknowledged_records_and_the_old_leader_truncates_t
         .iter()
         .map(|b| b.1)
         .collect();
-    assert_eq!(epochs, vec![0, 0, 0, 1]);
+    assert_eq!(epochs, vec![0, 0, 0, new_epoch]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_follower_leaves_the_isr_and_rejoins_after_catching_up() {
+async fn a_crashed_follower_leaves_the_isr_and_rejoins_after_catching_up() {
     let mut cluster = Cluster::start(3).await;
     cluster.create_topic(&[]).await;
     let placement = cluster.placement();
     let leader = placement.leader;
     let stopped = *placement.replicas.iter().find(|&&r| r != leader).unwrap();
     assert_eq!(cluster.produce(leader, -1, batch("a", 4)).await.0, 0);
-    cluster.stop_node(stopped).await;
+    // No controlled shutdown: only the leader's lag check can take it out of the ISR.
+    cluster.kill_node(stopped).await;
+    assert_eq!(cluster.placement().isr.len(), 3);
 
     // acks=all waits until the ISR drops the stopped follower, then succeeds.
     assert_eq!(cluster.produce(leader, -1, batch("b", 4)).await, (0, 4));
@@ -384,7 +466,8 @@ async fn min_insync_replicas_refuses_acks_all_when_too_few_replicas_are_in_sync(
     let leader = placement.leader;
     let stopped = *placement.replicas.iter().find(|&&r| r != leader).unwrap();
     assert_eq!(cluster.produce(leader, -1, batch("a", 1)).await.0, 0);
-    cluster.stop_node(stopped).await;
+    // A crash: the ISR still has three until the leader notices.
+    cluster.kill_node(stopped).await;
 
     // Appended while the ISR still had three; the ISR shrinks while it waits.
     let (code, _) = cluster.produce(leader, -1, batch("b", 1)).await;
@@ -396,6 +479,38 @@ async fn min_insync_replicas_refuses_acks_all_when_too_few_replicas_are_in_sync(
     assert_eq!(code, ResponseError::NotEnoughReplicas.code());
     assert_eq!(cluster.partition(leader).log_end_offset(), end);
     assert_eq!(cluster.produce(leader, 1, batch("d", 1)).await, (0, end));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_in_controlled_shutdown_leaves_the_isr_before_it_stops_and_rejoins_once_unfenced()
+ {
+    let mut cluster = Cluster::start(3).await;
+    cluster.create_topic(&[("min.insync.replicas", "3")]).await;
+    let placement = cluster.placement();
+    let leader = placement.leader;
+    let stopped = *placement.replicas.iter().find(|&&r| r != leader).unwrap();
+    assert_eq!(cluster.produce(leader, -1, batch("a", 1)).await.0, 0);
+    cluster.stop_node(stopped).await;
+
+    // Out of the ISR when the stop returns (its last fetches did not bring it back): acks=all is
+    // refused at once, before appending, rather than waiting out the leader's lag check.
+    let isr = cluster.placement().isr;
+    assert_eq!(isr.len(), 2, "{isr:?}");
+    assert!(!isr.contains(&stopped));
+    assert!(cluster.store.read().fenced.contains(&stopped));
+    let end = cluster.partition(leader).log_end_offset();
+    let (code, _) = cluster.produce(leader, -1, batch("b", 1)).await;
+    assert_eq!(code, ResponseError::NotEnoughReplicas.code());
+    assert_eq!(cluster.partition(leader).log_end_offset(), end);
+
+    // Back, unfenced and caught up: in the ISR again, and acks=all works.
+    cluster.start_node(stopped).await;
+    eventually("the restarted follower rejoins the ISR", || {
+        cluster.placement().isr.len() == 3
+    })
+    .await;
+    assert_eq!(cluster.produce(leader, -1, batch("c", 1)).await, (0, end));
+    assert_eq!(cluster.log_bytes(stopped), cluster.log_bytes(leader));
 }
 
 /// A consumer's Fetch v12 of partition 0 from `offset`, naming `current_leader_epoch`.

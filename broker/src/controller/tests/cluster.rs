@@ -1,8 +1,6 @@
 //! Scenarios on in-process clusters: fencing after a session timeout, controlled shutdown,
 //! reassignment and elections over the wire.
 
-use std::time::Duration;
-
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 
@@ -67,8 +65,13 @@ async fn a_silent_broker_is_fenced_and_its_leadership_returns_after_it_comes_bac
             !s.fenced.contains(&2) && s.partition("alone", 0).is_some_and(|p| p.leader == 2)
         })
         .await;
-    // Its follower catches up (the leader widens the ISR); the preferred leader takes over.
-    cluster.set_isr("replicated", 0, vec![0, 1, 2]).await;
+    // Its follower catches up and the leader widens the ISR; the preferred leader takes over.
+    cluster
+        .until("broker 2 is back in the ISR of replicated-0", |s| {
+            s.partition("replicated", 0)
+                .is_some_and(|p| p.isr.contains(&2))
+        })
+        .await;
     cluster
         .until("the preferred replica leads replicated-0 again", |s| {
             s.partition("replicated", 0).is_some_and(|p| p.leader == 2)
@@ -99,7 +102,12 @@ async fn controlled_shutdown_moves_leadership_before_the_broker_stops() {
     cluster
         .until("broker 1 is unfenced", |s| !s.fenced.contains(&1))
         .await;
-    cluster.set_isr("led-by-1", 0, vec![2, 1]).await;
+    cluster
+        .until("broker 1 has caught up and is back in the ISR", |s| {
+            s.partition("led-by-1", 0)
+                .is_some_and(|p| p.isr.contains(&1))
+        })
+        .await;
     cluster
         .until("broker 1 leads led-by-1-0 again", |s| {
             s.partition("led-by-1", 0).is_some_and(|p| p.leader == 1)
@@ -109,8 +117,14 @@ async fn controlled_shutdown_moves_leadership_before_the_broker_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reassignments_are_started_listed_completed_and_cancelled_over_the_wire() {
-    let cluster = TestCluster::start(3).await;
+    let mut cluster = TestCluster::start(3).await;
     cluster.create("moving", vec![vec![0, 1], vec![0, 1]]).await;
+    for index in [0, 1] {
+        assert_eq!(cluster.produce("moving", index, 5).await, 0);
+    }
+    // The broker the reassignments add is down: they stay in progress until it is back and has
+    // copied the data.
+    cluster.nodes[2].terminate().await;
     let addr = cluster.node(1).addr;
 
     // Move partition 0 from {0, 1} to {1, 2}; partition 1 to {2}, then cancel that one.
@@ -176,10 +190,20 @@ async fn reassignments_are_started_listed_completed_and_cancelled_over_the_wire(
         ResponseError::NoReassignmentInProgress.code()
     );
 
-    // Not complete while the new replica is out of sync; complete once the leader adds it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Not complete while the new replica is out of sync: a controller tick after the
+    // cancellation counts the one left in progress rather than completing it.
+    let b1 = cluster.node(1).broker.clone();
+    eventually(
+        "a controller tick counts one reassignment in progress",
+        || b1.metrics.reassignments_in_progress.get() == 1,
+    )
+    .await;
     assert_eq!(cluster.partition("moving", 0).adding_replicas, vec![2]);
-    cluster.set_isr("moving", 0, vec![0, 1, 2]).await;
+
+    // Broker 2 comes back: it copies the partition from its leader, joins the ISR, and the
+    // reassignment completes; broker 0 hands over leadership and deletes its copy.
+    let (kafka, http) = listeners().await;
+    cluster.nodes[2].serve(kafka, http);
     cluster
         .until("the reassignment of moving-0 completes", |s| {
             s.partition("moving", 0).is_some_and(|p| {
@@ -191,6 +215,40 @@ async fn reassignments_are_started_listed_completed_and_cancelled_over_the_wire(
             })
         })
         .await;
+    let copy = |id: i32| {
+        let p = cluster
+            .node(id)
+            .broker
+            .replicas
+            .get("moving", 0)
+            .expect("hosted");
+        p.read_for_follower(0, 1 << 20, true).expect("read")
+    };
+    let moved = copy(2);
+    assert_eq!(moved, copy(1));
+    assert_eq!(
+        crate::storage::batch::BatchIter::new(&moved).count(),
+        1,
+        "the batch produced before the reassignment"
+    );
+    assert_eq!(
+        cluster
+            .node(2)
+            .broker
+            .replicas
+            .get("moving", 0)
+            .map(|p| p.log_end_offset()),
+        Some(5)
+    );
+    let b0 = cluster.node(0).broker.clone();
+    let removed_dir = b0.config.data_dir.join("moving-0");
+    eventually("broker 0 deletes its copy of moving-0", || {
+        b0.replicas.get("moving", 0).is_none() && !removed_dir.exists()
+    })
+    .await;
+    // The cancelled reassignment left moving-1 where it was, and broker 2 without it.
+    assert!(b0.replicas.get("moving", 1).is_some());
+    assert!(cluster.node(2).broker.replicas.get("moving", 1).is_none());
     let listed = call(
         addr,
         &ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
@@ -328,12 +386,16 @@ async fn a_broker_restarted_within_its_session_starts_fenced_and_leads_only_once
         .await;
     let b0 = cluster.node(0).broker.clone();
     eventually("broker 0 is unfenced and ready", || b0.is_ready()).await;
-    // It leads again only once its follower is back in sync.
-    assert_eq!(cluster.partition("restarting", 0).leader, 1);
-    cluster.set_isr("restarting", 0, vec![1, 0]).await;
+    // It leads again only once its follower has caught up and its leader took it back into the
+    // ISR, never while still out of it.
     cluster
         .until("the preferred replica leads again", |s| {
-            s.partition("restarting", 0).is_some_and(|p| p.leader == 0)
+            let p = s.partition("restarting", 0).expect("partition");
+            assert!(
+                p.leader != 0 || (p.isr.contains(&0) && !s.fenced.contains(&0)),
+                "broker 0 leads while fenced or out of sync: {p:?}"
+            );
+            p.leader == 0
         })
         .await;
 }

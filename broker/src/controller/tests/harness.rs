@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{MetadataRecord, MetadataStore, PartitionInfo};
+use crate::cluster::{MetadataStore, PartitionInfo};
 use crate::config::BrokerConfig;
 use crate::server::{Broker, TopicSpec};
 
@@ -136,21 +136,55 @@ impl TestCluster {
             .expect("create topic");
     }
 
-    /// Sets a partition's ISR, as its leader does when followers catch up.
-    pub(super) async fn set_isr(&self, topic: &str, index: i32, isr: Vec<i32>) {
-        self.metadata
-            .commit(vec![MetadataRecord::PartitionChange {
-                topic: topic.into(),
-                index,
-                expected_partition_epoch: None,
-                leader: None,
-                isr: Some(isr),
-                replicas: None,
-                adding_replicas: None,
-                removing_replicas: None,
-            }])
-            .await
-            .expect("commit");
+    /// Produces `n` records to `topic`-`index` through its leader with acks=all; the error code.
+    pub(super) async fn produce(&self, topic: &str, index: i32, n: i32) -> i16 {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let leader = self.partition(topic, index).leader;
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                // The encoder keeps records in one batch only while offset minus sequence stays
+                // the same; the batch's base sequence is then -1, as without a producer id.
+                sequence: i - 1,
+                timestamp: crate::storage::Log::now_ms(),
+                key: None,
+                value: Some(Bytes::from(format!("{topic}-{index}-{i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut batch = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut batch,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(index)
+                            .with_records(Some(batch.freeze())),
+                    ]),
+            ]);
+        let r = call(self.node(leader).addr, &request, 9).await;
+        r.responses[0].partition_responses[0].error_code
     }
 }
 

@@ -62,7 +62,8 @@ async fn the_group_coordinator_is_the_offsets_leader_and_moves_with_it() {
     );
     assert_eq!(commit_offset(cluster.node(0).addr, 1).await, 0);
 
-    // Give the offsets partition a second replica on broker 1, in sync.
+    // Give the offsets partition a second replica on broker 1: it copies the log, joins the ISR,
+    // and the reassignment completes.
     let r = call(
         addr1,
         &reassign(crate::server::OFFSETS_TOPIC, 0, Some(vec![0, 1])),
@@ -71,13 +72,15 @@ async fn the_group_coordinator_is_the_offsets_leader_and_moves_with_it() {
     .await;
     assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
     cluster
-        .set_isr(crate::server::OFFSETS_TOPIC, 0, vec![0, 1])
-        .await;
-    cluster
-        .until("the offsets partition is on brokers 0 and 1", |s| {
-            s.partition(crate::server::OFFSETS_TOPIC, 0)
-                .is_some_and(|p| p.replicas == vec![0, 1] && p.adding_replicas.is_empty())
-        })
+        .until(
+            "the offsets partition is on brokers 0 and 1, both in sync",
+            |s| {
+                s.partition(crate::server::OFFSETS_TOPIC, 0)
+                    .is_some_and(|p| {
+                        p.replicas == vec![0, 1] && p.adding_replicas.is_empty() && p.isr.len() == 2
+                    })
+            },
+        )
         .await;
 
     // Broker 0 dies: broker 1 leads the offsets partition and coordinates.
@@ -105,9 +108,6 @@ async fn the_group_coordinator_is_the_offsets_leader_and_moves_with_it() {
     // It starts fenced; its leader adds it back to the ISR once it fetches again.
     cluster
         .until("broker 0 is unfenced", |s| !s.fenced.contains(&0))
-        .await;
-    cluster
-        .set_isr(crate::server::OFFSETS_TOPIC, 0, vec![1, 0])
         .await;
     cluster
         .until("broker 0 leads the offsets partition again", |s| {
