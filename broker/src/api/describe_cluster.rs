@@ -1,4 +1,5 @@
-//! DescribeCluster: cluster id, controller and brokers (what the admin clients and the operator use).
+//! DescribeCluster: cluster id, controller and brokers (what the admin clients and the operator use);
+//! v2 lists fenced brokers too when asked.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -23,15 +24,20 @@ pub(super) fn handle(
             .with_endpoint_type(request.endpoint_type);
     }
     let state = broker.metadata.read();
-    // Registered, unfenced brokers, as Kafka lists them.
+    // Registered, unfenced brokers, as Kafka lists them; from v2 the fenced ones too when asked
+    // (KIP-1073), flagged, so that an operator can find brokers to unregister.
+    let with_fenced = version >= 2 && request.include_fenced_brokers;
     let brokers = state
-        .live_brokers()
+        .brokers
+        .values()
+        .filter(|b| with_fenced || !state.fenced.contains(&b.id))
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
                 .with_host(StrBytes::from_string(b.host.clone()))
                 .with_port(b.port)
                 .with_rack(b.rack.clone().map(StrBytes::from_string))
+                .with_is_fenced(state.fenced.contains(&b.id))
         })
         .collect();
     let mut response = DescribeClusterResponse::default()

@@ -81,7 +81,20 @@ impl Broker {
         let replicas = ReplicaManager::new(config.data_dir.clone(), config.topic_defaults.clone());
         crate::replica::reconcile(&metadata, &replicas, config.node_id)
             .context("opening the partitions this broker hosts")?;
-        let offsets = offsets_log::open(&metadata, &replicas, config.node_id).await?;
+        // Kafka's offsets.topic.replication.factor (3), within the cluster's size: a cluster has at
+        // least as many brokers as metadata voters.
+        let (want_offsets_replicas, wait) = match &config.cluster {
+            Some(c) => (c.voters.len().clamp(1, 3), c.ready_timeout),
+            None => (1, std::time::Duration::ZERO),
+        };
+        let offsets = offsets_log::open(
+            &metadata,
+            &replicas,
+            config.node_id,
+            want_offsets_replicas,
+            wait,
+        )
+        .await?;
         crate::replica::reconcile(&metadata, &replicas, config.node_id)
             .context("opening the partitions this broker hosts")?;
         let group_config = GroupConfig {

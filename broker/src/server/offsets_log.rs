@@ -40,43 +40,79 @@ pub(crate) fn coordinator(state: &ClusterState) -> (i32, i32) {
 }
 
 /// Creates the internal topic if absent and returns its log for the coordinator.
+///
+/// The topic gets `want_replicas` replicas (Kafka's `offsets.topic.replication.factor` is 3; a
+/// cluster whose metadata quorum has fewer voters may be smaller, so the broker passes
+/// `min(3, voters)`). Creation waits, up to `wait`, until that many brokers have registered, so
+/// that brokers starting together do not give the topic a single replica; after the wait it takes
+/// the brokers there are.
 pub(super) async fn open(
     metadata: &Arc<MetadataStore>,
     replicas: &ReplicaManager,
     node_id: i32,
+    want_replicas: usize,
+    wait: std::time::Duration,
 ) -> anyhow::Result<Arc<dyn CoordinatorLog>> {
     let configs: std::collections::BTreeMap<String, String> = [
         ("cleanup.policy".to_owned(), "compact".to_owned()),
         ("segment.bytes".to_owned(), "104857600".to_owned()),
     ]
     .into();
-    let existing = metadata.read().topic(OFFSETS_TOPIC).cloned();
-    let topic = match existing {
-        Some(t) => t,
-        None => {
-            // Kafka's offsets.topic.replication.factor is 3; a smaller cluster gets every live
-            // broker rather than a failure. This broker leads, as it hosts the coordinator.
-            let mut replicas = vec![node_id];
-            replicas.extend(
-                metadata
-                    .read()
-                    .live_brokers()
-                    .map(|b| b.id)
-                    .filter(|&id| id != node_id)
-                    .take(2),
-            );
-            let t = TopicInfo {
-                name: OFFSETS_TOPIC.to_owned(),
-                id: Uuid::new_v4(),
-                partitions: vec![PartitionInfo::new(0, replicas)],
-                configs,
-            };
-            metadata
-                .commit(vec![MetadataRecord::CreateTopic(t.clone())])
-                .await?;
-            t
+    if metadata.read().topic(OFFSETS_TOPIC).is_none() {
+        let want = want_replicas.max(1);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = metadata.subscribe();
+        while metadata.read().brokers.len() < want && metadata.read().topic(OFFSETS_TOPIC).is_none()
+        {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    want,
+                    registered = metadata.read().brokers.len(),
+                    "creating {OFFSETS_TOPIC} with fewer replicas than wanted: not enough brokers registered"
+                );
+                break;
+            }
         }
-    };
+    }
+    if metadata.read().topic(OFFSETS_TOPIC).is_none() {
+        // This broker leads, as it is the one creating the coordinator's log.
+        // Registered brokers, unfenced ones first: at start-up every broker fences itself until
+        // the controller has seen it heartbeat, so fencing says little here.
+        let mut others: Vec<i32> = {
+            let state = metadata.read();
+            state
+                .brokers
+                .keys()
+                .copied()
+                .filter(|&id| id != node_id)
+                .collect()
+        };
+        {
+            let state = metadata.read();
+            others.sort_by_key(|id| (state.fenced.contains(id), *id));
+        }
+        let mut replicas = vec![node_id];
+        replicas.extend(others.into_iter().take(want_replicas.max(1) - 1));
+        let t = TopicInfo {
+            name: OFFSETS_TOPIC.to_owned(),
+            id: Uuid::new_v4(),
+            partitions: vec![PartitionInfo::new(0, replicas)],
+            configs,
+        };
+        // Brokers starting together may race here: the first creation wins (a later CreateTopic of
+        // the same name is ignored), so the topic is read back rather than assumed.
+        metadata
+            .commit(vec![MetadataRecord::CreateTopic(t)])
+            .await?;
+    }
+    let topic = metadata
+        .read()
+        .topic(OFFSETS_TOPIC)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} is missing right after its creation"))?;
     let log_config = replicas.log_config(&topic.configs)?;
     let partition = replicas.open(OFFSETS_TOPIC, 0, log_config, 0)?;
     let appended_end = AtomicI64::new(partition.log_end_offset());
@@ -282,7 +318,9 @@ mod tests {
     async fn offsets_log(dir: &std::path::Path) -> (Arc<MetadataStore>, Arc<dyn CoordinatorLog>) {
         let metadata = Arc::new(MetadataStore::open(&dir.join("metadata")).expect("store"));
         let replicas = ReplicaManager::new(dir.join("data"), Default::default());
-        let log = open(&metadata, &replicas, 0).await.expect("open");
+        let log = open(&metadata, &replicas, 0, 1, std::time::Duration::ZERO)
+            .await
+            .expect("open");
         (metadata, log)
     }
 

@@ -45,6 +45,9 @@ pub enum TopicError {
     InvalidRequest(String),
     #[error("{0}")]
     Internal(String),
+    /// The metadata quorum did not answer in time (no leader, no majority): retriable.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl TopicError {
@@ -58,6 +61,7 @@ impl TopicError {
             TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
             TopicError::InvalidRequest(_) => ResponseError::InvalidRequest,
             TopicError::Internal(_) => ResponseError::UnknownServerError,
+            TopicError::Unavailable(_) => ResponseError::RequestTimedOut,
         }
         .code()
     }
@@ -65,6 +69,17 @@ impl TopicError {
 
 fn internal(e: impl std::fmt::Display) -> TopicError {
     TopicError::Internal(e.to_string())
+}
+
+/// A metadata commit's failure: a quorum that did not answer is retriable (Kafka answers
+/// REQUEST_TIMED_OUT when its controller does not), anything else is a server error.
+fn metadata_error(e: crate::cluster::MetadataError) -> TopicError {
+    match e {
+        crate::cluster::MetadataError::Unavailable(m) => {
+            TopicError::Unavailable(format!("cluster metadata unavailable: {m}"))
+        }
+        other => internal(other),
+    }
 }
 
 impl Broker {
@@ -214,7 +229,7 @@ impl Broker {
         self.metadata
             .commit(vec![MetadataRecord::CreateTopic(topic.clone())])
             .await
-            .map_err(internal)?;
+            .map_err(metadata_error)?;
         // The topic is usable when this returns: open its partitions here rather than waiting
         // for the reactor to notice the change.
         self.reconcile_replicas()?;
@@ -239,7 +254,7 @@ impl Broker {
                     name: name.to_owned(),
                 }])
                 .await
-                .map_err(internal)?;
+                .map_err(metadata_error)?;
             self.reconcile_replicas()?;
             topic.id
         };
@@ -291,7 +306,7 @@ impl Broker {
                 partitions: new.clone(),
             }])
             .await
-            .map_err(internal)?;
+            .map_err(metadata_error)?;
         self.reconcile_replicas()?;
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
@@ -328,7 +343,7 @@ impl Broker {
                 configs: changes,
             }])
             .await
-            .map_err(internal)?;
+            .map_err(metadata_error)?;
         self.replicas.update_topic_config(name, &log_config);
         Ok(())
     }
@@ -464,5 +479,21 @@ mod replication_factor_tests {
                 .get("implicit", 0)
                 .is_some_and(|p| p.is_leader())
         );
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn an_unanswering_quorum_is_retriable_and_other_metadata_failures_are_not() {
+        let e = metadata_error(crate::cluster::MetadataError::Unavailable(
+            "no leader".into(),
+        ));
+        assert_eq!(e.code(), ResponseError::RequestTimedOut.code());
+        assert!(e.to_string().contains("no leader"), "{e}");
+        let e = metadata_error(crate::cluster::MetadataError::Raft("log corrupt".into()));
+        assert_eq!(e.code(), ResponseError::UnknownServerError.code());
     }
 }

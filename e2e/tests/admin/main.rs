@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod scale;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

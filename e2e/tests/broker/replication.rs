@@ -19,8 +19,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
-use crate::common::BrokerProcess;
+use std::time::Duration;
+
 use crate::common::wire::Wire;
+use crate::common::{BrokerProcess, wait_until};
 use crate::protocol::{batch, produce_request};
 
 const TOPIC: &str = "replicated";
@@ -142,11 +144,23 @@ fn a_lone_broker_leads_with_itself_in_sync_and_fences_other_leader_epochs() {
     let served = data.records.clone().unwrap_or_default();
     assert!(!served.is_empty());
 
-    // A crash loses nothing acknowledged, and it is all visible again.
+    // A crash loses nothing acknowledged, and it is all visible again. The restarted broker was
+    // fenced until the controller saw it heartbeat and then led again, each step a new leader
+    // epoch (as in Kafka): a fetch at the old epoch is fenced, one without an epoch is served.
     broker.restart();
     let mut wire = Wire::connect(broker.kafka);
+    wait_until(
+        "the restarted broker leads again",
+        Duration::from_secs(20),
+        || wire.call(&fetch(-1), 12).responses[0].partitions[0].error_code == 0,
+    );
     assert_eq!(latest_offset(&mut wire), 5);
     let r = wire.call(&fetch(0), 12);
+    assert_eq!(
+        r.responses[0].partitions[0].error_code,
+        ResponseError::FencedLeaderEpoch.code()
+    );
+    let r = wire.call(&fetch(-1), 12);
     let data = &r.responses[0].partitions[0];
     assert_eq!(data.error_code, 0);
     assert_eq!(data.records.clone().unwrap_or_default(), served);

@@ -32,15 +32,29 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
+    /// Partitions with the replicas they will have: while a reassignment runs, Metadata lists the
+    /// union of the old and the target replicas, and the ones being removed do not count.
     fn partitions(&self) -> Vec<PartitionState> {
         self.topics
             .iter()
             .flat_map(|t| {
-                t.partitions.iter().map(|p| PartitionState {
-                    topic: t.name.clone(),
-                    partition: p.partition,
-                    replicas: p.replicas.clone(),
-                    leader: p.leader,
+                t.partitions.iter().map(|p| {
+                    let removing: &[i32] = self
+                        .ongoing
+                        .iter()
+                        .find(|o| o.topic == t.name && o.partition == p.partition)
+                        .map_or(&[], |o| o.removing.as_slice());
+                    PartitionState {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        replicas: p
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| !removing.contains(r))
+                            .collect(),
+                        leader: p.leader,
+                    }
                 })
             })
             .collect()

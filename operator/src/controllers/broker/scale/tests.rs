@@ -224,3 +224,21 @@ fn brokers_removed_by_a_finished_scale_down_are_unregistered_once_fenced() {
     let step = decide(Some(5), 3, Some(&v), &rebalance(), None).unwrap();
     assert!(step.unregister.is_empty());
 }
+
+#[test]
+fn a_reassignment_in_flight_does_not_count_its_removed_replicas_as_replication_factor() {
+    // Partition 0 of an RF-3 topic is moving off broker 3: Metadata lists four replicas meanwhile.
+    let mut v = view(4, vec![topic("offsets", 1, 3, 3)]);
+    v.topics[0].partitions[0].replicas = vec![1, 0, 2, 3];
+    v.ongoing = vec![OngoingReassignment {
+        topic: "offsets".into(),
+        partition: 0,
+        replicas: vec![1, 0, 2, 3],
+        adding: vec![1],
+        removing: vec![3],
+    }];
+    let step = decide(Some(4), 3, Some(&v), &rebalance(), None).unwrap();
+    assert!(step.refused.is_none(), "{:?}", step.refused);
+    assert!(step.waiting, "waits for the move in flight");
+    assert_eq!(step.statefulset_replicas, 4);
+}
