@@ -158,15 +158,23 @@ pub async fn start_fenced(broker: &Broker) {
     }
 }
 
-/// Whether `broker` still leads a partition that another live in-sync replica could take over.
-fn leads_movable_partition(state: &ClusterState, broker: i32) -> bool {
-    partitions(state)
-        .any(|(_, p)| p.leader == broker && p.isr.iter().any(|&r| r != broker && is_live(state, r)))
+/// Whether `broker` still leads a partition that another live in-sync replica could take over, or
+/// is still in an ISR it is not the last member of. Either is what its fence changes; the fence's
+/// partition records are conditional, so a concurrent change (an ISR update by a leader) can make
+/// one a no-op while the `FenceBroker` itself applies.
+fn fence_incomplete(state: &ClusterState, broker: i32) -> bool {
+    partitions(state).any(|(_, p)| {
+        let others_in_sync = p.isr.iter().any(|&r| r != broker);
+        (p.leader == broker && p.isr.iter().any(|&r| r != broker && is_live(state, r)))
+            || (p.isr.contains(&broker) && others_in_sync)
+    })
 }
 
 /// Controlled shutdown: commits this broker's own fence, so that leadership moves to the other
 /// in-sync replicas while the listener still serves, and waits until it leads no partition that
-/// another live in-sync replica could lead, at most `deadline`. Heartbeats must have stopped first
+/// another live in-sync replica could lead and has left every ISR it is not the last member of
+/// (as Kafka's controller removes a broker in controlled shutdown from the ISRs), at most
+/// `deadline`. Heartbeats must have stopped first
 /// (otherwise the controller unfences the broker again). True when the broker got there in time.
 pub async fn controlled_shutdown(broker: &Broker, deadline: Duration) -> bool {
     let me = broker.config.node_id;
@@ -177,7 +185,7 @@ pub async fn controlled_shutdown(broker: &Broker, deadline: Duration) -> bool {
             let records = {
                 let state = metadata.read();
                 if !state.brokers.contains_key(&me)
-                    || (state.fenced.contains(&me) && !leads_movable_partition(&state, me))
+                    || (state.fenced.contains(&me) && !fence_incomplete(&state, me))
                 {
                     return;
                 }
@@ -206,4 +214,32 @@ pub async fn controlled_shutdown(broker: &Broker, deadline: Duration) -> bool {
         );
     }
     done.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::tests::{cluster, with_partition};
+
+    #[test]
+    fn a_fence_is_complete_only_when_the_broker_has_left_every_isr_it_shares() {
+        let mut s = cluster(3);
+        with_partition(&mut s, "led", vec![1, 2], vec![1, 2], 1);
+        with_partition(&mut s, "followed", vec![0, 1], vec![0, 1], 0);
+        with_partition(&mut s, "alone", vec![1], vec![1], 1);
+        assert!(fence_incomplete(&s, 1));
+        for r in fence(&s, 1) {
+            s.apply(&r);
+        }
+        assert!(!fence_incomplete(&s, 1));
+        // Its last partition keeps it in the ISR, leaderless: nothing more to move.
+        let alone = s.partition("alone", 0).expect("alone");
+        assert_eq!((alone.leader, alone.isr.clone()), (-1, vec![1]));
+
+        // The ISR removal was a no-op (a leader changed the ISR first): not done yet.
+        let mut s = cluster(3);
+        with_partition(&mut s, "followed", vec![0, 1], vec![0, 1], 0);
+        s.apply(&MetadataRecord::FenceBroker { id: 1 });
+        assert!(fence_incomplete(&s, 1));
+    }
 }
