@@ -176,6 +176,37 @@ impl GroupCoordinator {
         })
     }
 
+    /// A coordinator that holds no group and answers `NOT_COORDINATOR` until [`Self::activate`]
+    /// loads it: what a broker starts with, since only the leader of the offsets partition
+    /// coordinates (and may not host a replica of it at all).
+    pub fn new_inactive(
+        log: Arc<dyn CoordinatorLog>,
+        partitions: Arc<dyn PartitionLookup>,
+        config: GroupConfig,
+    ) -> Result<Self, GroupError> {
+        config.validate()?;
+        let clock = Clock::new();
+        let now = clock.now();
+        let next_offset_expiry =
+            now.instant + duration_ms(config.offsets_retention_check_interval_ms);
+        let state = State {
+            groups: Default::default(),
+            timers: BinaryHeap::new(),
+            next_offset_expiry,
+            pending_offsets: Vec::new(),
+            next_commit: 0,
+        };
+        Ok(Self {
+            log,
+            partitions,
+            config,
+            clock,
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            active: AtomicBool::new(false),
+        })
+    }
+
     /// Whether this coordinator serves groups now. A new coordinator is active; the broker
     /// deactivates it while another broker leads the offsets partition.
     pub fn is_active(&self) -> bool {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::MetadataStore;
 use crate::partition::{PartitionKey, ReplicaManager};
-use crate::server::{Broker, OFFSETS_TOPIC};
+use crate::server::Broker;
 use crate::storage::StorageError;
 
 /// Partitions this broker follows, by leader broker id.
@@ -87,15 +87,9 @@ pub fn reconcile(
             }
         }
     }
-    let existing: HashSet<&str> = topics.iter().map(|t| t.name.as_str()).collect();
     for partition in replicas.all() {
         let key = (partition.topic.clone(), partition.index);
         if hosted.contains(&key) {
-            continue;
-        }
-        // The group coordinator keeps its own handle on the offsets topic until coordinator
-        // placement follows partition leadership; its files stay while the topic exists.
-        if partition.topic == OFFSETS_TOPIC && existing.contains(OFFSETS_TOPIC) {
             continue;
         }
         drop(partition);

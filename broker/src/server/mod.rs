@@ -28,7 +28,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// Shared with the other brokers of an in-process test cluster; otherwise this broker's own.
     pub metadata: Arc<MetadataStore>,
-    pub replicas: ReplicaManager,
+    /// Shared with the group coordinator's log, which finds the offsets partition here.
+    pub replicas: Arc<ReplicaManager>,
     pub groups: GroupCoordinator,
     pub metrics: Metrics,
     /// Block of producer ids handed out by InitProducerId: `(next, end)`.
@@ -78,7 +79,10 @@ impl Broker {
                 .commit(vec![MetadataRecord::RegisterBroker(me)])
                 .await?;
         }
-        let replicas = ReplicaManager::new(config.data_dir.clone(), config.topic_defaults.clone());
+        let replicas = Arc::new(ReplicaManager::new(
+            config.data_dir.clone(),
+            config.topic_defaults.clone(),
+        ));
         crate::replica::reconcile(&metadata, &replicas, config.node_id)
             .context("opening the partitions this broker hosts")?;
         // Kafka's offsets.topic.replication.factor (3), within the cluster's size: a cluster has at
@@ -102,15 +106,11 @@ impl Broker {
             ..GroupConfig::default()
         };
         let lookup = Arc::new(topics::PartitionLookupImpl::default());
-        let (coordinator, coordinator_epoch) = offsets_log::coordinator(&metadata.read());
-        let groups = GroupCoordinator::new(offsets, lookup.clone(), group_config)?;
-        // Only the leader of the offsets partition coordinates; `follow_leadership` keeps it so.
-        let coordinator_epoch = if coordinator == config.node_id {
-            coordinator_epoch
-        } else {
-            groups.deactivate();
-            -1
-        };
+        // Only the leader of the offsets partition coordinates: `sync_coordinator` loads the
+        // groups when this broker leads it (before the listener opens) and `follow_leadership`
+        // keeps it so; until then nothing is loaded (epoch -1).
+        let groups = GroupCoordinator::new_inactive(offsets, lookup.clone(), group_config)?;
+        let coordinator_epoch = -1;
         let broker = Arc::new(Broker {
             config,
             metadata,

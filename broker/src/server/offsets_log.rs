@@ -48,7 +48,7 @@ pub(crate) fn coordinator(state: &ClusterState) -> (i32, i32) {
 /// the brokers there are.
 pub(super) async fn open(
     metadata: &Arc<MetadataStore>,
-    replicas: &ReplicaManager,
+    replicas: &Arc<ReplicaManager>,
     node_id: i32,
     want_replicas: usize,
     wait: std::time::Duration,
@@ -108,19 +108,16 @@ pub(super) async fn open(
             .commit(vec![MetadataRecord::CreateTopic(t)])
             .await?;
     }
-    let topic = metadata
-        .read()
-        .topic(OFFSETS_TOPIC)
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} is missing right after its creation"))?;
-    let log_config = replicas.log_config(&topic.configs)?;
-    let partition = replicas.open(OFFSETS_TOPIC, 0, log_config, 0)?;
-    let appended_end = AtomicI64::new(partition.log_end_offset());
+    if metadata.read().topic(OFFSETS_TOPIC).is_none() {
+        anyhow::bail!("{OFFSETS_TOPIC} is missing right after its creation");
+    }
+    // The partition itself is opened (or not, on a broker that is no replica of it) by the
+    // replica reactor, like every other partition; the log looks it up on each use.
     Ok(Arc::new(OffsetsLog {
-        partition,
+        replicas: replicas.clone(),
         metadata: metadata.clone(),
         node_id,
-        appended_end,
+        appended_end: AtomicI64::new(0),
     }))
 }
 
@@ -205,11 +202,23 @@ async fn wait_offsets_replicated(
 }
 
 struct OffsetsLog {
-    partition: Arc<Partition>,
+    replicas: Arc<ReplicaManager>,
     metadata: Arc<MetadataStore>,
     node_id: i32,
     /// The log end offset after the last append: what [`CoordinatorLog::wait_durable`] waits for.
     appended_end: AtomicI64,
+}
+
+impl OffsetsLog {
+    /// This broker's replica of the offsets partition.
+    fn partition(&self) -> Result<Arc<Partition>, GroupError> {
+        self.replicas.get(OFFSETS_TOPIC, 0).ok_or_else(|| {
+            GroupError::log(format!(
+                "broker {} hosts no replica of {OFFSETS_TOPIC}-0",
+                self.node_id
+            ))
+        })
+    }
 }
 
 impl CoordinatorLog for OffsetsLog {
@@ -260,7 +269,7 @@ impl CoordinatorLog for OffsetsLog {
             last_offset_delta: 0,
         };
         let appended = self
-            .partition
+            .partition()?
             .append(&buf, &producer)
             .map_err(GroupError::log)?;
         self.appended_end
@@ -270,23 +279,19 @@ impl CoordinatorLog for OffsetsLog {
 
     fn wait_durable(&self) -> DurableFuture<'_> {
         let end = self.appended_end.load(Ordering::SeqCst);
-        Box::pin(wait_offsets_replicated(
-            &self.partition,
-            &self.metadata,
-            self.node_id,
-            end,
-        ))
+        Box::pin(async move {
+            let partition = self.partition()?;
+            wait_offsets_replicated(&partition, &self.metadata, self.node_id, end).await
+        })
     }
 
     fn replay(&self) -> Result<Vec<(Bytes, Option<Bytes>)>, GroupError> {
         let mut out = Vec::new();
-        let end = self.partition.high_watermark();
-        let mut offset = self.partition.log_start_offset();
+        let partition = self.partition()?;
+        let end = partition.high_watermark();
+        let mut offset = partition.log_start_offset();
         while offset < end {
-            let mut bytes = self
-                .partition
-                .read(offset, 4 << 20)
-                .map_err(GroupError::log)?;
+            let mut bytes = partition.read(offset, 4 << 20).map_err(GroupError::log)?;
             if bytes.is_empty() {
                 break;
             }
@@ -317,10 +322,11 @@ mod tests {
 
     async fn offsets_log(dir: &std::path::Path) -> (Arc<MetadataStore>, Arc<dyn CoordinatorLog>) {
         let metadata = Arc::new(MetadataStore::open(&dir.join("metadata")).expect("store"));
-        let replicas = ReplicaManager::new(dir.join("data"), Default::default());
+        let replicas = Arc::new(ReplicaManager::new(dir.join("data"), Default::default()));
         let log = open(&metadata, &replicas, 0, 1, std::time::Duration::ZERO)
             .await
             .expect("open");
+        crate::replica::reconcile(&metadata, &replicas, 0).expect("reconcile");
         (metadata, log)
     }
 
