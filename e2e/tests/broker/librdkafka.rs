@@ -15,11 +15,11 @@ use crate::admin::create_topic;
 use crate::common::BrokerProcess;
 
 /// Per partition, `(offset, payload)` in the order seen.
-type Log = BTreeMap<i32, Vec<(i64, Vec<u8>)>>;
+pub(crate) type Log = BTreeMap<i32, Vec<(i64, Vec<u8>)>>;
 
 /// Records every acknowledged delivery: partition -> (offset, payload).
 #[derive(Default, Clone)]
-struct Acks(Arc<Mutex<Log>>, Arc<Mutex<u64>>);
+pub(crate) struct Acks(pub(crate) Arc<Mutex<Log>>, pub(crate) Arc<Mutex<u64>>);
 
 impl ClientContext for Acks {}
 impl ProducerContext for Acks {
@@ -37,7 +37,11 @@ impl ProducerContext for Acks {
     }
 }
 
-fn producer(bootstrap: &str, acks: &Acks, extra: &[(&str, &str)]) -> ThreadedProducer<Acks> {
+pub(crate) fn producer(
+    bootstrap: &str,
+    acks: &Acks,
+    extra: &[(&str, &str)],
+) -> ThreadedProducer<Acks> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -52,7 +56,7 @@ fn producer(bootstrap: &str, acks: &Acks, extra: &[(&str, &str)]) -> ThreadedPro
 }
 
 /// Reads every record of `topic` from the beginning up to the high watermarks.
-fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Log {
+pub(crate) fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Log {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "e2e-reader")

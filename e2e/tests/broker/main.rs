@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod cluster;
 mod cluster_metadata;
 mod dev;
 mod fuzz;
