@@ -124,12 +124,21 @@ pub(super) async fn open(
 /// Brings this broker's group coordinator in step with the leadership of the offsets partition:
 /// active, and loaded from the log at the current leader epoch, exactly while this broker leads
 /// it. A new leader epoch reloads even when this broker leads again: another broker may have
-/// coordinated in between.
-pub(super) fn sync_coordinator(broker: &Broker) -> Result<(), GroupError> {
+/// coordinated in between. Returns false while this broker is the leader in the metadata but its
+/// replica has not taken the leadership yet (the replica reactor runs on the same change): the
+/// caller tries again shortly.
+pub(super) fn sync_coordinator(broker: &Broker) -> Result<bool, GroupError> {
     let me = broker.config.node_id;
     let (leader, epoch) = coordinator(&broker.metadata.read());
     let loaded = broker.coordinator_epoch.load(Ordering::SeqCst);
     if leader == me {
+        let leading = broker
+            .replicas
+            .get(OFFSETS_TOPIC, 0)
+            .is_some_and(|p| p.is_leader() && p.leader_epoch() >= epoch);
+        if !leading {
+            return Ok(false);
+        }
         if loaded != epoch || !broker.groups.is_active() {
             broker.groups.activate()?;
             broker.coordinator_epoch.store(epoch, Ordering::SeqCst);
@@ -143,16 +152,16 @@ pub(super) fn sync_coordinator(broker: &Broker) -> Result<(), GroupError> {
         broker.coordinator_epoch.store(-1, Ordering::SeqCst);
         tracing::info!(leader, "this broker no longer coordinates groups");
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Runs [`sync_coordinator`] on every metadata change until `shutdown`; a failed load is retried
-/// every controller tick.
+/// Runs [`sync_coordinator`] on every metadata change until `shutdown`; a failed or unsettled
+/// load is retried every controller tick.
 pub(super) async fn follow_leadership(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut changes = broker.metadata.subscribe();
     loop {
         let retry = match sync_coordinator(&broker) {
-            Ok(()) => false,
+            Ok(settled) => !settled,
             Err(err) => {
                 tracing::warn!(%err, "loading the group coordinator failed; retrying");
                 true
