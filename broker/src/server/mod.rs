@@ -146,6 +146,22 @@ impl Broker {
             && !self.metadata.read().fenced.contains(&self.config.node_id)
     }
 
+    /// Waits until the controller has unfenced this broker, at most `timeout`; false on timeout.
+    async fn wait_unfenced(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.metadata.subscribe();
+        loop {
+            if !self.metadata.read().fenced.contains(&self.config.node_id) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or the store is gone.
+                Err(_) | Ok(Err(_)) => return false,
+            }
+        }
+    }
+
     /// Binds the listeners and serves until `shutdown`; then stops accepting, lets requests in flight
     /// finish within the grace period, and flushes every log.
     pub async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -225,6 +241,26 @@ impl Broker {
             );
         }
         tracker.spawn(controller.run(background.clone()));
+        let heartbeats = tokio::spawn(crate::controller::send_heartbeats(
+            self.clone(),
+            heartbeats_stop.clone(),
+        ));
+        // As Kafka does, clients are let in once the controller has unfenced this broker and its
+        // partitions have taken their roles; a cluster that does not answer in time gets a
+        // broker that serves anyway (and answers with retriable errors until it is unfenced).
+        let unfence_wait = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or(self.config.broker_session_timeout, |c| c.ready_timeout);
+        if !self.wait_unfenced(unfence_wait).await {
+            tracing::warn!(timeout = ?unfence_wait, "not unfenced by the controller in time; serving anyway");
+        }
+        if let Err(err) =
+            crate::replica::reconcile(&self.metadata, &self.replicas, self.config.node_id)
+        {
+            tracing::warn!(%err, "reconciling partitions before serving failed");
+        }
         // Coordinate groups from the first request if this broker leads the offsets partition.
         if let Err(err) = offsets_log::sync_coordinator(&self) {
             tracing::warn!(%err, "loading the group coordinator failed; retrying");
@@ -232,10 +268,6 @@ impl Broker {
         tracker.spawn(offsets_log::follow_leadership(
             self.clone(),
             background.clone(),
-        ));
-        let heartbeats = tokio::spawn(crate::controller::send_heartbeats(
-            self.clone(),
-            heartbeats_stop.clone(),
         ));
         let accept = tokio::spawn(crate::net::serve(
             listener,
