@@ -113,14 +113,19 @@ impl BrokerProcess {
         self.child = Some(child);
     }
 
-    /// Waits until the Kafka listener accepts connections, panicking with the log after 30 s or if
-    /// the process exits.
+    /// Waits until the Kafka listener accepts connections and `/readyz` answers 200, panicking with
+    /// the log after 30 s or if the process exits.
     pub fn wait_serving(&mut self) {
         let kafka = self.kafka;
         let log_path = self.log_path.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let http = self.http;
         loop {
-            if TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_ok() {
+            // Serving means ready: the listener accepts and /readyz says the broker is unfenced,
+            // caught up and leading what it should.
+            if TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_ok()
+                && http_get(http, "/readyz").is_some_and(|(code, _)| code == 200)
+            {
                 return;
             }
             if let Some(status) = self
