@@ -302,6 +302,15 @@ pub fn broker_rows(view: &ClusterView) -> Vec<BrokerRow> {
             )
         })
         .collect();
+    // Fenced brokers are registered but not serving (stopped, restarting, or leaving).
+    for &id in &view.fenced {
+        rows.entry(id).or_insert(BrokerRow {
+            id,
+            ready: false,
+            partitions: 0,
+            leaders: 0,
+        });
+    }
     for p in view.topics.iter().flat_map(|t| &t.partitions) {
         for r in &p.replicas {
             if let Some(row) = rows.get_mut(r) {

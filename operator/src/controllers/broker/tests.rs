@@ -357,3 +357,39 @@ async fn after_a_scale_up_the_new_brokers_receive_replicas() {
     });
     assert!(onto_new, "no replica moves onto the new brokers: {calls:?}");
 }
+
+#[test]
+fn a_fenced_broker_has_a_row_that_is_not_ready() {
+    use crate::admin::{BrokerNode, PartitionDescription, TopicDescription};
+    let node = |id| BrokerNode {
+        id,
+        host: format!("b{id}"),
+        port: 9092,
+        rack: None,
+    };
+    let view = ClusterView {
+        brokers: vec![node(0), node(1)],
+        fenced: vec![2],
+        topics: vec![TopicDescription {
+            name: "t".into(),
+            topic_id: "id".into(),
+            is_internal: false,
+            partitions: vec![PartitionDescription {
+                partition: 0,
+                leader: Some(0),
+                replicas: vec![0, 2],
+                isr: vec![0],
+            }],
+        }],
+        ongoing: Vec::new(),
+    };
+    let rows = broker_rows(&view);
+    let ready: Vec<(i32, bool, i32, i32)> = rows
+        .iter()
+        .map(|r| (r.id, r.ready, r.partitions, r.leaders))
+        .collect();
+    assert_eq!(
+        ready,
+        vec![(0, true, 1, 1), (1, true, 0, 0), (2, false, 1, 0)]
+    );
+}
