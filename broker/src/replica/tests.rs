@@ -436,7 +436,12 @@ async fn a_crashed_follower_leaves_the_isr_and_rejoins_after_catching_up() {
     let isr = cluster.placement().isr;
     assert_eq!(isr.len(), 2);
     assert!(!isr.contains(&stopped));
-    assert!(cluster.broker(leader).metrics.isr_shrinks.get() >= 1);
+    // Counted once the leader's commit returns, which may be after the reactor applied it.
+    let metrics = &cluster.broker(leader).metrics;
+    eventually("the leader counts its ISR shrink", || {
+        metrics.isr_shrinks.get() >= 1
+    })
+    .await;
     assert!(cluster.partition(leader).is_under_replicated());
     for i in 0..3 {
         assert_eq!(
@@ -455,7 +460,11 @@ async fn a_crashed_follower_leaves_the_isr_and_rejoins_after_catching_up() {
     .await;
     assert_eq!(cluster.partition(stopped).log_end_offset(), 20);
     assert_eq!(cluster.log_bytes(stopped), cluster.log_bytes(leader));
-    assert!(cluster.broker(leader).metrics.isr_expands.get() >= 1);
+    let metrics = &cluster.broker(leader).metrics;
+    eventually("the leader counts its ISR expansion", || {
+        metrics.isr_expands.get() >= 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +481,12 @@ async fn min_insync_replicas_refuses_acks_all_when_too_few_replicas_are_in_sync(
     // Appended while the ISR still had three; the ISR shrinks while it waits.
     let (code, _) = cluster.produce(leader, -1, batch("b", 1)).await;
     assert_eq!(code, ResponseError::NotEnoughReplicasAfterAppend.code());
-    eventually("the ISR shrinks", || cluster.placement().isr.len() == 2).await;
+    // The leader refuses by its own view of the ISR, which follows the metadata.
+    let l = cluster.partition(leader);
+    eventually("the ISR shrinks", || {
+        cluster.placement().isr.len() == 2 && l.isr().len() == 2
+    })
+    .await;
     // Now refused before appending; acks=1 still works.
     let end = cluster.partition(leader).log_end_offset();
     let (code, _) = cluster.produce(leader, -1, batch("c", 1)).await;
@@ -503,10 +517,12 @@ async fn a_follower_in_controlled_shutdown_leaves_the_isr_before_it_stops_and_re
     assert_eq!(code, ResponseError::NotEnoughReplicas.code());
     assert_eq!(cluster.partition(leader).log_end_offset(), end);
 
-    // Back, unfenced and caught up: in the ISR again, and acks=all works.
+    // Back, unfenced and caught up: in the ISR again (in the metadata and in the leader's own
+    // view, by which it accepts acks=all), and acks=all works.
     cluster.start_node(stopped).await;
+    let l = cluster.partition(leader);
     eventually("the restarted follower rejoins the ISR", || {
-        cluster.placement().isr.len() == 3
+        cluster.placement().isr.len() == 3 && l.isr().len() == 3
     })
     .await;
     assert_eq!(cluster.produce(leader, -1, batch("c", 1)).await, (0, end));

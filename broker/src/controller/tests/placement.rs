@@ -96,7 +96,8 @@ async fn the_group_coordinator_is_the_offsets_leader_and_moves_with_it() {
     }
     let b1 = cluster.node(1).broker.clone();
     eventually("broker 1's coordinator is active", || b1.groups.is_active()).await;
-    assert_eq!(commit_offset(addr1, 2).await, 0);
+    let code = commit_offset(addr1, 2).await;
+    assert_eq!(code, 0, "{:?}", ResponseError::try_from_code(code));
     assert_eq!(
         commit_offset(addr2, 2).await,
         ResponseError::NotCoordinator.code()
