@@ -385,12 +385,22 @@ pub(super) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
     }
 }
 
+/// Replaces an index file through a temporary file and a rename, so that a crash leaves the old
+/// file, the new one, or (on filesystems that publish a rename before its data) an empty one, which
+/// recovery rebuilds: never a prefix of the new entries, which would look like a sound but stale
+/// index. `sync` also makes the new content durable before the rename.
 fn write_file(path: &Path, data: &[u8], sync: bool) -> Result<(), StorageError> {
-    let mut file = File::create(path).map_err(|e| StorageError::io(path, e))?;
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("index")
+    ));
+    let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
     file.write_all(data)
-        .map_err(|e| StorageError::io(path, e))?;
+        .map_err(|e| StorageError::io(&tmp, e))?;
     if sync {
-        file.sync_all().map_err(|e| StorageError::io(path, e))?;
+        file.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
     }
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| StorageError::io(path, e))?;
     Ok(())
 }

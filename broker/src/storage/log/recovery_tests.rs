@@ -145,6 +145,11 @@ fn damage_index(dir: &Path, damage: &IndexDamage) {
     let path = &files[seg % files.len()];
     match damage {
         IndexDamage::Delete { .. } => fs::remove_file(path).unwrap(),
+        // Index files are replaced by rename: a crash leaves a time index whole, missing or empty,
+        // never cut after its first entries (that would be a sound but stale largest timestamp,
+        // which no cheap check can tell from the truth). Offset indexes are cut anywhere: every
+        // entry of one is checked against the log when it is used.
+        IndexDamage::Truncate { .. } if time => fs::write(path, b"").unwrap(),
         IndexDamage::Truncate { keep, .. } => {
             let data = fs::read(path).unwrap();
             fs::write(path, &data[..at(data.len() + 1, *keep)]).unwrap();
