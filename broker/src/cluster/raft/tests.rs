@@ -90,12 +90,27 @@ impl Cluster {
                 bind_retrying(addr).await
             }
         };
-        self.addrs.insert(id, listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        self.addrs.insert(id, addr);
         let mut o = options(id, &self.voters, &dir);
         (self.tune)(&mut o);
-        let store = MetadataStore::open_cluster_on(o, Some(listener))
-            .await
-            .unwrap();
+        // A node stopped in this process may still be releasing its database lock (its last tasks
+        // end after `shutdown` returns): retry the open until the deadline.
+        let deadline = Instant::now() + DEADLINE;
+        let mut listener = Some(listener);
+        let store = loop {
+            let l = match listener.take() {
+                Some(l) => l,
+                None => bind_retrying(addr).await,
+            };
+            match MetadataStore::open_cluster_on(o.clone(), Some(l)).await {
+                Ok(store) => break store,
+                Err(e) if e.to_string().contains("already open") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("opening node {id}: {e}"),
+            }
+        };
         self.nodes.insert(id, store);
     }
 
