@@ -133,7 +133,10 @@ pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
             }
             return FetchResponse::default().with_responses(out);
         }
-        // Subscribe once, then wait for any high watermark to move (or the deadline).
+        // Subscribe once, then wait for any high watermark to move (or the deadline). Data that
+        // arrived between the read above and the subscription would wake nobody, so the first
+        // subscription is followed by one more read rather than by a wait.
+        let first_wait = receivers.is_none();
         let rx = receivers.get_or_insert_with(|| {
             wanted
                 .iter()
@@ -155,6 +158,9 @@ pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
         });
         if rx.is_empty() {
             tokio::time::sleep_until(deadline).await;
+            continue;
+        }
+        if first_wait {
             continue;
         }
         let changed = select_all(rx.iter_mut().map(|r| r.changed().boxed()));
