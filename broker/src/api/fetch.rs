@@ -316,13 +316,8 @@ fn check_partition(
 
 /// The partition's leader as the metadata says, for NOT_LEADER_OR_FOLLOWER answers (v12+).
 fn leader_hint(broker: &Broker, topic: Option<&str>, index: i32) -> LeaderIdAndEpoch {
-    let state = broker.metadata.read();
-    match topic.and_then(|t| state.partition(t, index)) {
-        Some(p) => LeaderIdAndEpoch::default()
-            .with_leader_id(BrokerId(p.leader))
-            .with_leader_epoch(p.leader_epoch),
-        None => LeaderIdAndEpoch::default()
-            .with_leader_id(BrokerId(-1))
-            .with_leader_epoch(-1),
-    }
+    let (leader, epoch) = super::current_leader(broker, topic, index);
+    LeaderIdAndEpoch::default()
+        .with_leader_id(BrokerId(leader))
+        .with_leader_epoch(epoch)
 }

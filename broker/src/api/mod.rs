@@ -296,3 +296,12 @@ pub(crate) fn message(text: impl Into<String>) -> Option<StrBytes> {
 
 #[cfg(test)]
 mod tests;
+
+/// A partition's leader and leader epoch as the metadata says (`(-1, -1)` when unknown), for the
+/// hints that come with NOT_LEADER_OR_FOLLOWER.
+fn current_leader(broker: &Broker, topic: Option<&str>, index: i32) -> (i32, i32) {
+    let state = broker.metadata.read();
+    topic
+        .and_then(|t| state.partition(t, index))
+        .map_or((-1, -1), |p| (p.leader, p.leader_epoch))
+}

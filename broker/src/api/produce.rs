@@ -220,15 +220,10 @@ type PartitionResult = Result<Produced, (ResponseError, String)>;
 
 /// Where the leader is, for clients told NOT_LEADER_OR_FOLLOWER (Produce v10+).
 fn leader_hint(broker: &Broker, topic: Option<&str>, index: i32) -> LeaderIdAndEpoch {
-    let state = broker.metadata.read();
-    match topic.and_then(|t| state.partition(t, index)) {
-        Some(p) => LeaderIdAndEpoch::default()
-            .with_leader_id(BrokerId(p.leader))
-            .with_leader_epoch(p.leader_epoch),
-        None => LeaderIdAndEpoch::default()
-            .with_leader_id(BrokerId(-1))
-            .with_leader_epoch(-1),
-    }
+    let (leader, epoch) = super::current_leader(broker, topic, index);
+    LeaderIdAndEpoch::default()
+        .with_leader_id(BrokerId(leader))
+        .with_leader_epoch(epoch)
 }
 
 fn produce_partition(

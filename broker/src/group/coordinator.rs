@@ -147,33 +147,9 @@ impl GroupCoordinator {
         partitions: Arc<dyn PartitionLookup>,
         config: GroupConfig,
     ) -> Result<Self, GroupError> {
-        config.validate()?;
-        let clock = Clock::new();
-        let now = clock.now();
-        let groups = replay(log.replay()?, now)?;
-        tracing::info!(groups = groups.len(), "group coordinator loaded");
-        let next_offset_expiry =
-            now.instant + duration_ms(config.offsets_retention_check_interval_ms);
-        let mut state = State {
-            groups,
-            timers: BinaryHeap::new(),
-            next_offset_expiry,
-            pending_offsets: Vec::new(),
-            next_commit: 0,
-        };
-        let group_ids: Vec<String> = state.groups.keys().cloned().collect();
-        for group_id in &group_ids {
-            state.schedule(group_id);
-        }
-        Ok(Self {
-            log,
-            partitions,
-            config,
-            clock,
-            state: Mutex::new(state),
-            wake: Notify::new(),
-            active: AtomicBool::new(true),
-        })
+        let coordinator = Self::new_inactive(log, partitions, config)?;
+        coordinator.activate()?;
+        Ok(coordinator)
     }
 
     /// A coordinator that holds no group and answers `NOT_COORDINATOR` until [`Self::activate`]
