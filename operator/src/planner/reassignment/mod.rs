@@ -286,10 +286,20 @@ pub fn plan_reassignment(input: &ReassignmentInput) -> Result<ReassignmentPlan, 
         .map(|broker| (broker.id, broker.rack.as_deref()))
         .collect();
 
-    let mut placement = Placement::new(input, &racks);
-    placement.place_outside_replicas();
-    placement.spread_racks();
-    placement.balance();
+    // Two greedy orders for the replicas that must leave their brokers; each is balanced, and the
+    // better result (more balanced, then fewer moves) is kept. Neither order alone is optimal.
+    let start = Placement::new(input, &racks);
+    let placement = [false, true]
+        .into_iter()
+        .map(|constrained_first| {
+            let mut placement = start.clone();
+            placement.place_outside_replicas(constrained_first);
+            placement.spread_racks();
+            placement.balance();
+            placement
+        })
+        .min_by_key(Placement::cost)
+        .unwrap_or(start);
     let assignment = placement.into_assignment();
     let targets = leaders::order_by_leader(&input.partitions, &assignment, &input.target_brokers);
 

@@ -6,6 +6,7 @@
 //! O(replicas x racks) per change.
 
 /// Counters over the current assignment, indexed by target broker (and rack).
+#[derive(Clone)]
 pub(super) struct Movers {
     /// `[a][r]`: rack-aware partitions on `a` with no replica in rack `r` except the one on `a`;
     /// any of them may move from `a` to any broker of rack `r`.

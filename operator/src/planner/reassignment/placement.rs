@@ -16,6 +16,7 @@ use super::movers::Movers;
 use super::{BrokerId, ReassignmentInput};
 
 /// Working state of the placement steps.
+#[derive(Clone)]
 pub(super) struct Placement<'a> {
     /// Target broker ids, sorted; a broker's index here is its address below.
     brokers: Vec<BrokerId>,
@@ -122,6 +123,25 @@ impl<'a> Placement<'a> {
         }
     }
 
+    /// How good the placement is: the sum of squared loads (lower is more balanced), then the
+    /// replicas moved off their original brokers.
+    pub(super) fn cost(&self) -> (usize, usize) {
+        let squares = self.load.iter().map(|l| l * l).sum();
+        let moved = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(p, slots)| {
+                slots
+                    .iter()
+                    .flatten()
+                    .filter(|&&b| !self.original[p].contains(&self.brokers[b]))
+                    .count()
+            })
+            .sum();
+        (squares, moved)
+    }
+
     /// The final replica lists, per partition, in slot order.
     pub(super) fn into_assignment(self) -> Vec<Vec<BrokerId>> {
         self.slots
@@ -185,20 +205,38 @@ impl<'a> Placement<'a> {
     }
 
     /// Step 1: every replica on a broker outside the target set goes to the lightest broker that may
-    /// take it. Rack spreading is relaxed only when no broker satisfies it, which the scale-down
-    /// check makes impossible for the broker constraint itself.
-    pub(super) fn place_outside_replicas(&mut self) {
-        for p in 0..self.slots.len() {
-            for slot in 0..self.slots[p].len() {
-                if self.slots[p][slot].is_some() {
-                    continue;
-                }
-                let host = self
-                    .lightest_host(p, Some(slot), true)
-                    .or_else(|| self.lightest_host(p, Some(slot), false));
-                if let Some(b) = host {
-                    self.set(p, slot, b);
-                }
+    /// take it, in input order or (`constrained_first`) the most constrained replica first (fewest
+    /// brokers that may take it), so that a replica with few choices is not crowded out by one that
+    /// could go anywhere (which would cost a second move to rebalance). Rack spreading is relaxed only when no broker
+    /// satisfies it, which the scale-down check makes impossible for the broker constraint itself.
+    pub(super) fn place_outside_replicas(&mut self, constrained_first: bool) {
+        let mut unplaced: Vec<(usize, usize)> = (0..self.slots.len())
+            .flat_map(|p| {
+                let slots = &self.slots[p];
+                (0..slots.len())
+                    .filter(|&slot| slots[slot].is_none())
+                    .map(move |slot| (p, slot))
+            })
+            .collect();
+        while !unplaced.is_empty() {
+            let choices = |&(p, slot): &(usize, usize)| {
+                (0..self.brokers.len())
+                    .filter(|&b| self.can_host(p, b, Some(slot), true))
+                    .count()
+            };
+            let next = if constrained_first {
+                (0..unplaced.len())
+                    .min_by_key(|&i| (choices(&unplaced[i]), i))
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            let (p, slot) = unplaced.remove(next);
+            let host = self
+                .lightest_host(p, Some(slot), true)
+                .or_else(|| self.lightest_host(p, Some(slot), false));
+            if let Some(b) = host {
+                self.set(p, slot, b);
             }
         }
     }
