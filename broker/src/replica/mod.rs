@@ -35,4 +35,4 @@ pub use config::ReplicationConfig;
 pub use reactor::{FetchPlan, reconcile};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

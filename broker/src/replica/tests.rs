@@ -230,8 +230,8 @@ fn hosted(broker: &Broker) -> Arc<Partition> {
     broker.replicas.get(TOPIC, 0).unwrap()
 }
 
-/// A batch of `n` records whose values name `tag`.
-fn batch(tag: &str, n: i32) -> Bytes {
+/// A batch of `n` records whose values are `<tag>-<i>`, timestamped now.
+pub(crate) fn batch(tag: &str, n: i32) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
             transactional: false,

@@ -240,34 +240,41 @@ fn topics_acknowledged_while_brokers_are_killed_are_kept_by_all() {
     let (mut brokers, _) = start_cluster(3);
     let addrs: Vec<SocketAddr> = brokers.iter().map(|b| b.kafka).collect();
     let killing = std::sync::atomic::AtomicBool::new(true);
+    let created = std::sync::atomic::AtomicUsize::new(0);
     let names = std::thread::scope(|scope| {
         // Creates topics one after another, through whichever broker answers, until the kills
         // are over; returns the names acknowledged.
         let creator = scope.spawn(|| {
             let mut acked = Vec::new();
-            while killing.load(std::sync::atomic::Ordering::Relaxed) && acked.len() < 500 {
+            while killing.load(std::sync::atomic::Ordering::Relaxed) {
                 let name = format!("acked-{}", acked.len());
                 create_somewhere(&addrs, &name);
                 acked.push(name);
-                // Paced so that the kills fall among the creates rather than after the cap.
-                std::thread::sleep(Duration::from_millis(20));
+                created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             acked
         });
+        // Some more creates are acknowledged: the cluster is taking writes now.
+        let progress = |what: &str| {
+            let from = created.load(std::sync::atomic::Ordering::Relaxed);
+            wait_until(what, WAIT, || {
+                created.load(std::sync::atomic::Ordering::Relaxed) >= from + 5
+            });
+        };
         // kill -9 each broker in turn while topics are being created, and bring it back.
         for round in 0..3 {
+            progress("creates before a kill");
             let victim = &mut brokers[round % 3];
-            std::thread::sleep(Duration::from_millis(300));
             victim.kill9();
             victim.restart();
         }
-        std::thread::sleep(Duration::from_millis(300));
+        progress("creates after the last restart");
         killing.store(false, std::sync::atomic::Ordering::Relaxed);
         creator.join().expect("creator thread")
     });
     assert!(
-        (3..500).contains(&names.len()),
-        "{} topics created: the kills did not overlap the creates",
+        names.len() >= 20,
+        "{} topics created: the kills did not fall among the creates",
         names.len()
     );
     for b in &brokers {

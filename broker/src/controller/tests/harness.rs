@@ -138,39 +138,8 @@ impl TestCluster {
 
     /// Produces `n` records to `topic`-`index` through its leader with acks=all; the error code.
     pub(super) async fn produce(&self, topic: &str, index: i32, n: i32) -> i16 {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
         let leader = self.partition(topic, index).leader;
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i64::from(i),
-                // The encoder keeps records in one batch only while offset minus sequence stays
-                // the same; the batch's base sequence is then -1, as without a producer id.
-                sequence: i - 1,
-                timestamp: crate::storage::Log::now_ms(),
-                key: None,
-                value: Some(Bytes::from(format!("{topic}-{index}-{i}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut batch = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut batch,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
+        let batch = crate::replica::tests::batch(&format!("{topic}-{index}"), n);
         let request = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(10_000)
@@ -180,7 +149,7 @@ impl TestCluster {
                     .with_partition_data(vec![
                         produce_request::PartitionProduceData::default()
                             .with_index(index)
-                            .with_records(Some(batch.freeze())),
+                            .with_records(Some(batch)),
                     ]),
             ]);
         let r = call(self.node(leader).addr, &request, 9).await;
